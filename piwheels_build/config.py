@@ -81,6 +81,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "http_retries": (int,),
 }
 KNOWN_KEYS = tuple(_TYPES)
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
+               dict: "a table"}
 
 
 def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
@@ -92,8 +94,8 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
                 f"config: unknown key {key!r}{where}; known keys: {', '.join(KNOWN_KEYS)}"
             )
         if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
-            want = " or ".join(t.__name__ for t in _TYPES[key])
-            raise ConfigError(f"config: {key} must be a {want}{where}, not {value!r}")
+            want = " or ".join(_TYPE_NAMES[t] for t in _TYPES[key])
+            raise ConfigError(f"config: {key} must be {want}{where}, not {value!r}")
     cfg = Config(source=source)
     base = source.parent if source else Path.cwd()
     for f in fields(Config):
@@ -110,7 +112,9 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
                 f"config: platform_aliases.{plat} must be a list of platform tags{where}"
             )
     if cfg.yanked not in ("skip", "build"):
-        raise ConfigError(f"config: yanked must be \"skip\" or \"build\"{where}, not {cfg.yanked!r}")
+        raise ConfigError(
+            f"config: yanked must be \"skip\" or \"build\"{where}, not {cfg.yanked!r}"
+        )
     for key in ("build_timeout", "lease_seconds", "sync_workers", "retry_delay"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config: {key} must be positive{where}")
@@ -128,7 +132,9 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config: {p} does not exist; create it (see docs/configuration.md)")
+        raise ConfigError(
+            f"config: {p} does not exist; create it (see docs/configuration.md)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"config: cannot read {p}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:

@@ -24,16 +24,19 @@ SUPERUSER = "piwheels"
 
 def find_bindir() -> Path:
     """The newest PostgreSQL server binaries on this machine."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
-    )
+    def major(path: str) -> int:
+        name = Path(path).parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=major)
     if candidates:
         return Path(candidates[-1]).parent
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    raise DatabaseError("database: PostgreSQL server binaries not found; apt-get install postgresql")
+    raise DatabaseError(
+        "database: PostgreSQL server binaries not found; apt-get install postgresql"
+    )
 
 
 def _demote() -> dict:

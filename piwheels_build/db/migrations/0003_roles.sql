@@ -19,6 +19,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tag_pyver(text), is_final_status(text) TO PUBLIC;
 
 GRANT USAGE ON SCHEMA public TO piwheels_master, piwheels_builder, piwheels_web;
+GRANT SELECT ON schema_version TO piwheels_builder, piwheels_web;
 GRANT ALL ON ALL TABLES IN SCHEMA public TO piwheels_master;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO piwheels_master;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO piwheels_master;

@@ -1,0 +1,205 @@
+"""`piwheels [--config FILE] COMMAND`: every part of the farm, run alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import signal
+import sys
+import threading
+import time
+
+import psycopg2
+
+from . import __version__, db
+from . import config as configmod
+from .errors import PiwheelsError
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _conn(cfg: configmod.Config, *, autocommit: bool = False):
+    conn = db.connect(cfg.database, autocommit=autocommit)
+    db.check_schema(conn)
+    return conn
+
+
+def cmd_initdb(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    conn = db.connect(cfg.database)
+    applied = db.migrate(conn)
+    db.set_settings(conn, {"retry_limit": cfg.retry_limit, "retry_delay": cfg.retry_delay})
+    version = db.schema_version(conn)
+    conn.close()
+    if applied:
+        print(f"initdb: applied {', '.join(applied)}; schema version {version}")
+    else:
+        print(f"initdb: schema version {version} is up to date")
+    return 0
+
+
+def cmd_sync(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .sync import sync
+
+    conn = _conn(cfg)
+    summary = sync(conn, cfg, args.names or None, progress=_progress)
+    conn.close()
+    print(summary)
+    for err in summary.errors[:20]:
+        print(f"sync: {err}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def cmd_queue(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from . import status
+
+    conn = _conn(cfg)
+    start = time.monotonic()
+    with conn.cursor() as cur:
+        cur.execute("SELECT refresh_queue()")
+        added = cur.fetchone()[0]
+    conn.commit()
+    state = status.collect(conn)["queue"]
+    conn.close()
+    if args.json:
+        print(json.dumps({"added": added, "queue": state}, indent=2))
+        return 0
+    print(f"queue: refreshed in {time.monotonic() - start:.1f}s, {added:,} builds added")
+    if not state:
+        print("queue: no active ABI yet; start a builder (piwheels build) to register one")
+    for abi, q in state.items():
+        print(f"queue: {abi}: {q['ready']:,} ready, {q['building']:,} building, "
+              f"{q['waiting_retry']:,} waiting to retry")
+    return 0
+
+
+def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .builder import Builder
+    from .interpreters import resolve
+
+    if args.batch is not None and args.batch < 1:
+        raise PiwheelsError("build: --batch must be at least 1")
+    interps = resolve(cfg.pythons)
+    _conn(cfg).close()
+    for interp in interps:
+        _progress(f"build: interpreter {interp}")
+    builder = Builder(cfg, interps, progress=_progress)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        summary = builder.run(batch=args.batch, forever=args.forever, stop=stop)
+    finally:
+        builder.close()
+    print(summary)
+    for name in summary.built:
+        print(f"build: stored {name}")
+    return 0
+
+
+def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .index import write_index
+
+    conn = _conn(cfg)
+    summary = write_index(conn, cfg.www, full=args.full, progress=_progress)
+    print(summary)
+    if not args.watch:
+        conn.close()
+        return 0
+    listen = db.connect(cfg.database, autocommit=True)
+    with listen.cursor() as cur:
+        cur.execute("LISTEN piwheels_index")
+    _progress("index: watching for finished builds (Ctrl-C to stop)")
+    try:
+        while True:
+            if select.select([listen], [], [], 60) != ([], [], []):
+                listen.poll()
+                listen.notifies.clear()
+                time.sleep(0.5)  # let a burst of builds land, then write them together
+            summary = write_index(conn, cfg.www, full=False)
+            if summary.packages_written:
+                print(summary, flush=True)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    host = args.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(f"serve: {cfg.www} on http://{shown}:{args.port}/\n"
+          f"serve: pip install --index-url http://{shown}:{args.port}/simple/ PACKAGE",
+          flush=True)
+    try:
+        serve(cfg.www, host, args.port)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise PiwheelsError(f"serve: cannot listen on {host}:{args.port}: {e.strerror}") from None
+    return 0
+
+
+def cmd_status(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from . import status
+
+    conn = _conn(cfg)
+    state = status.collect(conn)
+    conn.close()
+    print(json.dumps(state, indent=2) if args.json else status.render(state))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="piwheels", description=__doc__)
+    ap.add_argument("--config", help=f"TOML configuration file (default: ${configmod.ENV_VAR})")
+    ap.add_argument("--version", action="version", version=f"piwheels-build {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("initdb", help="create or upgrade the database schema").set_defaults(
+        func=cmd_initdb)
+    p = sub.add_parser("sync", help="bring packages and versions in from the upstream index")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these packages")
+    p.set_defaults(func=cmd_sync)
+    p = sub.add_parser("queue", help="recompute the build queue and show it per ABI")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue)
+    p = sub.add_parser("build", help="claim and build wheels with this machine's interpreters")
+    p.add_argument("--batch", type=int, metavar="N", help="stop after N builds")
+    p.add_argument("--forever", action="store_true", help="wait for new work instead of exiting")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("index", help="write the static index for packages that changed")
+    p.add_argument("--full", action="store_true", help="rewrite every page")
+    p.add_argument("--watch", action="store_true", help="keep writing as builds finish")
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("serve", help="serve the www/ tree (one-machine use; nginx in a fleet)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("status", help="what the farm is doing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = configmod.load(args.config)
+        return args.func(cfg, args)
+    except PiwheelsError as e:
+        print(f"piwheels: {e}", file=sys.stderr)
+        return e.exit_code
+    except psycopg2.Error as e:
+        first = (str(e).strip().splitlines() or ["unknown error"])[0]
+        print(f"piwheels: database: {first}; check that PostgreSQL is running", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("piwheels: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

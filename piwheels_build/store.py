@@ -1,0 +1,261 @@
+"""The wheel store: ``www/simple/<package>/<file>``, written atomically, never overwritten.
+
+Builders reach the store through sshfs, so every write goes to a hidden
+temporary name in the target directory and is linked or renamed into place:
+a reader (nginx, pip) sees either no file or the whole file, never a part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import StoreError
+from .names import normalize
+
+_CHUNK = 1 << 20
+
+
+def _check_name(filename: str) -> None:
+    """Refuse names that could leave the package directory or hide as temp files."""
+    if (not filename or filename.startswith(".") or "/" in filename or "\\" in filename
+            or "\0" in filename):
+        raise StoreError(f"store: refusing file name {filename!r}")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _temp_name(directory: Path, filename: str) -> Path:
+    return directory / f".{filename}.tmp-{secrets.token_hex(6)}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable; best effort (sshfs and some filesystems refuse)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _temp_file(directory: Path, filename: str) -> Iterator[tuple[Path, object]]:
+    """An exclusive hidden temp file beside the target, removed unless renamed away."""
+    tmp = _temp_name(directory, filename)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield tmp, f
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _copy_synced(src: Path, f) -> str:
+    """Copy src into the open file f, fsync it, and return the SHA-256 of what was written."""
+    h = hashlib.sha256()
+    with open(src, "rb") as s:
+        while chunk := s.read(_CHUNK):
+            h.update(chunk)
+            f.write(chunk)
+    f.flush()
+    os.fsync(f.fileno())
+    return h.hexdigest()
+
+
+def _same_bytes(path: Path, digest: str) -> bool:
+    """True if path (or what its symlink points to) holds exactly these bytes."""
+    try:
+        return sha256_file(path) == digest
+    except FileNotFoundError:
+        return False  # a dangling alias: nothing worth keeping
+
+
+def _link_new(tmp: Path, final: Path) -> bool:
+    """Publish tmp as final only if final does not exist; False if it does.
+
+    A hard link is atomic and never replaces; where links are not supported
+    (some sshfs servers) fall back to rename after a check.
+    """
+    try:
+        os.link(tmp, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        if os.path.lexists(final):
+            return False
+        os.replace(tmp, final)
+        return True
+
+
+class Store:
+    """Wheels and their PEP 658 metadata under ``www/simple/``."""
+
+    def __init__(self, www: Path) -> None:
+        self.www = Path(www)
+        self.root = self.www / "simple"
+
+    def path(self, package: str, filename: str) -> Path:
+        """Where a file of a package lives: ``www/simple/<normalized>/<filename>``."""
+        _check_name(filename)
+        pkg = normalize(package)
+        if not pkg or pkg.startswith("."):
+            raise StoreError(f"store: refusing package name {package!r}")
+        return self.root / pkg / filename
+
+    def put(self, package: str, filename: str, src: Path, *,
+            may_replace: Callable[[str], bool] | None = None) -> Path:
+        """Publish src as filename; identical bytes are a no-op, different bytes need consent.
+
+        ``may_replace(filename)`` is asked only when a file with other bytes is
+        already there (the caller answers "not recorded in the database", i.e. a
+        leftover of a build that never finished).
+        """
+        final = self.path(package, filename)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with _temp_file(final.parent, filename) as (tmp, f):
+                digest = _copy_synced(Path(src), f)
+                f.close()
+                if not _link_new(tmp, final):
+                    self._replace_existing(tmp, final, digest, may_replace)
+        except OSError as e:
+            raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
+        _fsync_dir(final.parent)
+        return final
+
+    def _replace_existing(self, tmp: Path, final: Path, digest: str,
+                          may_replace: Callable[[str], bool] | None) -> None:
+        """Keep an identical file; replace a different one only if the caller allows it."""
+        if _same_bytes(final, digest):
+            return
+        if may_replace is None or not may_replace(final.name):
+            raise StoreError(
+                f"store: {final.name} already exists with different contents; "
+                "published files are never overwritten"
+            )
+        os.replace(tmp, final)
+
+    def put_metadata(self, package: str, wheel_filename: str, metadata: bytes) -> str:
+        """Write the wheel's PEP 658 ``.metadata`` file and return its SHA-256."""
+        final = self.path(package, wheel_filename + ".metadata")
+        digest = hashlib.sha256(metadata).hexdigest()
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.is_file() and not final.is_symlink() and sha256_file(final) == digest:
+                return digest
+            with _temp_file(final.parent, final.name) as (tmp, f):
+                f.write(metadata)
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+                os.replace(tmp, final)
+        except OSError as e:
+            raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
+        _fsync_dir(final.parent)
+        return digest
+
+    def alias(self, package: str, filename: str, alias_filename: str) -> bool:
+        """Publish alias_filename as a relative symlink to filename (and its metadata).
+
+        False, and nothing changed, when a real file already has the alias name:
+        a real wheel for that platform always beats an alias.
+        """
+        target = self.path(package, filename)
+        link = self.path(package, alias_filename)
+        if not target.is_file() or target.is_symlink():
+            raise StoreError(f"store: cannot alias {filename}: it is not a stored wheel")
+        try:
+            if not self._symlink(link, filename):
+                return False
+            meta = target.with_name(filename + ".metadata")
+            if meta.is_file() and not meta.is_symlink():
+                self._symlink(link.with_name(alias_filename + ".metadata"), meta.name)
+        except OSError as e:
+            raise StoreError(f"store: cannot alias {link}: {e.strerror or e}") from None
+        return True
+
+    def _symlink(self, link: Path, target_name: str) -> bool:
+        """Atomically point link at target_name (same directory) unless link is a real file."""
+        if os.path.lexists(link) and not link.is_symlink():
+            return False
+        if link.is_symlink() and os.readlink(link) == target_name:
+            return True
+        tmp = _temp_name(link.parent, link.name)
+        os.symlink(target_name, tmp)
+        try:
+            os.replace(tmp, link)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return True
+
+    @staticmethod
+    def alias_names(filename: str, platform_aliases: dict[str, list[str]]) -> list[str]:
+        """File names under which a wheel is also published (linux_armv7l -> linux_armv6l).
+
+        One alias per alias platform; for a compressed tag set (``a.b``) the
+        aliases of every tag count, minus tags the wheel already has.
+        """
+        if not filename.endswith(".whl"):
+            return []
+        parts = filename[:-4].split("-")
+        if len(parts) not in (5, 6):
+            return []
+        tags = parts[-1].split(".")
+        names: list[str] = []
+        for tag in tags:
+            for alias in platform_aliases.get(tag, []):
+                name = "-".join([*parts[:-1], alias]) + ".whl"
+                if alias not in tags and name not in names:
+                    names.append(name)
+        return names
+
+    def remove(self, package: str, filename: str) -> list[str]:
+        """Delete a wheel, its metadata and the aliases pointing at them (admin rebuilds)."""
+        target = self.path(package, filename)
+        doomed = {filename, filename + ".metadata"}
+        removed = []
+        try:
+            entries = list(os.scandir(target.parent))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            points_here = entry.is_symlink() and os.readlink(entry.path) in doomed
+            if entry.name in doomed or points_here:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+        _fsync_dir(target.parent)
+        return sorted(removed)
+
+    def disk_usage(self) -> int:
+        """Bytes used by stored wheels (aliases are symlinks and cost nothing)."""
+        total = 0
+        try:
+            packages = os.scandir(self.root)
+        except FileNotFoundError:
+            return 0
+        with packages:
+            for pkg in packages:
+                if not pkg.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(pkg.path) as files:
+                    for f in files:
+                        if f.name.endswith(".whl") and f.is_file(follow_symlinks=False):
+                            total += f.stat(follow_symlinks=False).st_size
+        return total
+

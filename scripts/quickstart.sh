@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job on one machine: set up, start a project-local PostgreSQL
+# cluster, sync a few real packages from the upstream pip is configured with,
+# build them for every interpreter found, write the index and serve it.
+#
+#   PIWHEELS_PACKAGES  packages to sync (default: pure and C-extension ones)
+#   PIWHEELS_BATCH     builds in this wave (default: 4 per package)
+#   PIWHEELS_NO_SERVE  set to 1 (or pass --no-serve) to exit after the wave
+#   PIWHEELS_PORT      port to serve on (default 8000)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NO_SERVE="${PIWHEELS_NO_SERVE:-0}"
+for arg in "$@"; do
+    case "$arg" in
+        --no-serve) NO_SERVE=1 ;;
+        *) echo "quickstart: unknown option $arg (only --no-serve)" >&2; exit 2 ;;
+    esac
+done
+bash "$ROOT/scripts/setup.sh"
+
+FARM="$ROOT/.farm"
+mkdir -p "$FARM"
+chmod 755 "$FARM"
+DSN="$("$ROOT/.venv/bin/python" -m piwheels_build.localdb start "$FARM/pg")"
+export PIWHEELS_CONFIG="$FARM/piwheels.toml"
+if [ ! -f "$PIWHEELS_CONFIG" ]; then
+    cat > "$PIWHEELS_CONFIG" <<TOML
+# Written by scripts/quickstart.sh; see docs/configuration.md for every key.
+# No 'upstream' key: the index pip is configured with is used.
+database = "$DSN"
+www = "www"
+build_timeout = 900
+TOML
+fi
+PW="$ROOT/.venv/bin/piwheels"
+PACKAGES=(${PIWHEELS_PACKAGES:-six idna markupsafe simplejson})
+"$PW" initdb
+"$PW" sync "${PACKAGES[@]}"
+"$PW" build --batch "${PIWHEELS_BATCH:-$((4 * ${#PACKAGES[@]}))}"
+"$PW" index --full
+"$PW" status
+if [ "$NO_SERVE" = 1 ]; then
+    echo "quickstart: wave done; index in $FARM/www (serve it with: $PW serve)"
+    exit 0
+fi
+exec "$PW" serve --port "${PIWHEELS_PORT:-8000}"

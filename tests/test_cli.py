@@ -1,0 +1,70 @@
+"""Expected failures are one line on stderr and a non-zero exit, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+
+def piwheels(*args, config=None, env=None):
+    cmd = [sys.executable, "-m", "piwheels_build.cli"]
+    if config:
+        cmd += ["--config", str(config)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def _one_line_error(proc, words):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("piwheels:")]
+    assert len(errors) == 1 and words in errors[0], proc.stderr
+
+
+def test_wrong_config_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database = "x"\nbuild_timout = 1\n')
+    _one_line_error(piwheels("status", config=cfg), "unknown key 'build_timout'")
+
+
+def test_unreachable_database(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database = "host=/nonexistent port=1 dbname=x"\n')
+    _one_line_error(piwheels("status", config=cfg), "cannot connect")
+
+
+def test_uninitialised_database(tmp_path, pg_cluster):
+    pg_cluster.createdb("cli_empty")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{pg_cluster.dsn("cli_empty")}"\n')
+    _one_line_error(piwheels("status", config=cfg), "run 'piwheels initdb'")
+
+
+def test_initdb_then_status(tmp_path, pg_cluster):
+    pg_cluster.createdb("cli_init")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{pg_cluster.dsn("cli_init")}"\nretry_limit = 7\n')
+    first = piwheels("initdb", config=cfg)
+    assert first.returncode == 0 and "applied" in first.stdout
+    again = piwheels("initdb", config=cfg)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    status = piwheels("status", "--json", config=cfg)
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["packages"]["total"] == 0
+    queue = piwheels("queue", config=cfg)
+    assert queue.returncode == 0 and "no active ABI" in queue.stdout
+
+
+def test_bad_package_name_writes_nothing(tmp_path, dsn):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\nupstream = "http://127.0.0.1:9/simple/"\n')
+    _one_line_error(piwheels("sync", "not a name!", config=cfg), "not a valid package name")
+    status = piwheels("status", "--json", config=cfg)
+    assert json.loads(status.stdout)["packages"]["total"] == 0
+
+
+def test_unreachable_upstream(tmp_path, dsn):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\nupstream = "http://127.0.0.1:9/simple/"\n'
+                   "http_retries = 0\nhttp_timeout = 2\n")
+    proc = piwheels("sync", config=cfg)
+    _one_line_error(proc, "upstream")

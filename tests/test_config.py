@@ -1,0 +1,62 @@
+"""A wrong or missing key is a one-line error; good files load."""
+
+import pytest
+
+from piwheels_build import config
+from piwheels_build.errors import ConfigError
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "piwheels.toml"
+    p.write_text(text)
+    return config.load(p)
+
+
+def test_good_file_loads_with_defaults(tmp_path):
+    cfg = _load(tmp_path, 'database = "dbname=x"\nbuild_memory = "512M"\n')
+    assert cfg.database == "dbname=x"
+    assert cfg.build_memory == 512 << 20
+    assert cfg.www == (tmp_path / "www").resolve()
+    assert cfg.platform_aliases == {"linux_armv7l": ["linux_armv6l"]}
+
+
+@pytest.mark.parametrize("text, words", [
+    ('database = "x"\nbuild_timeot = 5\n', "unknown key 'build_timeot'"),
+    ('database = "x"\nbuild_timeout = "soon"\n', "build_timeout must be an integer"),
+    ('database = "x"\nbuild_memory = "lots"\n', "not a size"),
+    ('database = "x"\nyanked = "maybe"\n', "yanked must be"),
+    ('database = "x"\npythons = [3]\n', "pythons must be a list"),
+    ('database = "x"\nbuild_timeout = 0\n', "build_timeout must be positive"),
+    ('www = "w"\n', "no 'database' key"),
+    ('database = \n', "not valid TOML"),
+    ('database = "x"\nplatform_aliases = { linux_armv7l = "linux_armv6l" }\n', "must be a list"),
+])
+def test_bad_files_are_one_line_errors(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, text)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_file_and_no_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(config.ENV_VAR, raising=False)
+    with pytest.raises(ConfigError, match="PIWHEELS_CONFIG"):
+        config.load(None)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_upstream_defaults_to_pips_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/mirror/simple")
+    cfg = _load(tmp_path, 'database = "x"\n')
+    assert cfg.upstream_url() == "http://127.0.0.1:9/mirror/simple/"
+    cfg = _load(tmp_path, 'database = "x"\nupstream = "http://127.0.0.1:8/s"\n')
+    assert cfg.upstream_url() == "http://127.0.0.1:8/s/"
+
+
+def test_upstream_from_pip_conf(monkeypatch, tmp_path):
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = http://127.0.0.1:7/conf/simple/\n")
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    cfg = _load(tmp_path, 'database = "x"\n')
+    assert cfg.upstream_url() == "http://127.0.0.1:7/conf/simple/"

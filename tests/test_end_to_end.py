@@ -1,0 +1,269 @@
+"""The whole pipeline on one machine, as a user runs it: sync from a local
+upstream index, build with two real interpreters, write the index, then
+install with real pip (and uv) from it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+from fixture_packages import abi3_extension, c_extension, pure
+from upstream_server import FakeUpstream
+
+from piwheels_build.interpreters import discover
+from piwheels_build.serve import make_server
+
+pytestmark = pytest.mark.slow
+
+FIXTURE_WHEELS = os.environ.get("PIWHEELS_FIXTURE_WHEELS", "")
+
+
+def _sdist(name: str, version: str, files: dict[str, str]) -> tuple[str, bytes]:
+    """A real sdist: PKG-INFO, pyproject.toml and the given files."""
+    root = f"{name}-{version}"
+    members = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        "pyproject.toml": (
+            '[build-system]\nrequires = ["setuptools>=61"]\n'
+            'build-backend = "setuptools.build_meta"\n\n'
+            f'[project]\nname = "{name}"\nversion = "{version}"\n'
+            'requires-python = ">=3.8"\ndependencies = ["six>=1.0"]\n'
+        ),
+        **files,
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{root}/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return f"{root}.tar.gz", buf.getvalue()
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The machine's ambient pip configuration must not leak into checks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def pythons():
+    found = [i for i in discover((3, 9))]
+    if len(found) < 2:
+        pytest.skip("needs two CPython interpreters (3.9+) with pip on this machine")
+    return found[-2:]
+
+
+@pytest.fixture(scope="module")
+def setuptools_wheel() -> Path:
+    wheels = sorted(Path(FIXTURE_WHEELS).glob("setuptools-*.whl")) if FIXTURE_WHEELS else []
+    if not wheels:
+        pytest.fail("no setuptools wheel for the test upstream: run the tests with "
+                    "scripts/test.sh, which fetches it into .cache/fixture-wheels")
+    return wheels[-1]
+
+
+class Farm:
+    """Run the piwheels CLI as a user would, against one config file."""
+
+    def __init__(self, tmp: Path, dsn: str, upstream: str, pythons) -> None:
+        self.www = tmp / "www"
+        self.config = tmp / "piwheels.toml"
+        self.config.write_text(
+            f'database = "{dsn}"\nupstream = "{upstream}"\nwww = "{self.www}"\n'
+            f"pythons = {json.dumps([p.path for p in pythons])}\n"
+            "build_timeout = 300\nlease_seconds = 60\n"
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "piwheels_build.cli", "--config", str(self.config), *args],
+            capture_output=True, text=True, timeout=1200, env=_clean_env(),
+        )
+        assert proc.returncode == 0, f"piwheels {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture(scope="module")
+def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
+    """One build wave over the fixture packages, shared by the checks below."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    pg_cluster.createdb("e2e")
+    dsn = pg_cluster.dsn("e2e")
+    up = FakeUpstream()
+    up.start()
+    up.add_file("setuptools", setuptools_wheel.name, setuptools_wheel.read_bytes())
+    for name, version, files in [
+        ("purepkg", "1.0", pure("purepkg", "purepkg")),
+        ("purepkg", "2.0rc1", pure("purepkg", "purepkg")),
+        ("Foo_Bar.baz", "1.0", pure("Foo_Bar.baz", "foo_bar_baz")),
+        ("cext", "1.0", c_extension("cext")),
+        ("limited", "1.0", abi3_extension("limited")),
+        ("yankme", "1.0", pure("yankme", "yankme")),
+        ("yankme", "1.1", pure("yankme", "yankme")),
+        ("gone", "1.0", pure("gone", "gone")),
+    ]:
+        fn, data = _sdist(name, version, files)
+        up.add_file(name, fn, data)
+    up.yank(("yankme", "1.1"))
+    up.add_file("binonly", "binonly-1.0-py3-none-any.whl", b"not built by us")
+    farm = Farm(tmp, dsn, up.url, pythons)
+    farm.run("initdb")
+    farm.run("sync")
+    build = farm.run("build")
+    farm.run("index", "--full")
+    server = make_server(farm.www, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    index_url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    yield {"farm": farm, "dsn": dsn, "up": up, "index": index_url, "tmp": tmp,
+           "build": build, "pythons": pythons}
+    server.shutdown()
+    up.stop()
+
+
+def _query(dsn: str, sql: str, *args):
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def test_pure_wheel_built_once(wave):
+    rows = _query(wave["dsn"], "SELECT f.filename, b.abi_tag FROM files f JOIN builds b "
+                  "USING (build_id) WHERE f.package = 'purepkg' AND f.version = '1.0'")
+    assert len(rows) == 1 and rows[0][0] == "purepkg-1.0-py3-none-any.whl"
+    builds = _query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'purepkg' "
+                    "AND version = '1.0'")
+    assert builds[0][0] == 1
+
+
+def test_c_extension_built_for_both_abis(wave):
+    abis = {p.abi_tag for p in wave["pythons"]}
+    rows = _query(wave["dsn"], "SELECT abi_tag FROM files WHERE package = 'cext'")
+    assert {r[0] for r in rows} == abis
+    for abi in abis:
+        wheel = wave["farm"].www / "simple" / "cext" / \
+            f"cext-1.0-{abi}-{abi}-{wave['pythons'][0].platform_tag}.whl"
+        assert wheel.is_file() and Path(f"{wheel}.metadata").is_file()
+
+
+def test_abi3_wheel_covers_newer_abi(wave):
+    rows = _query(wave["dsn"], "SELECT python_tag, abi_tag FROM files WHERE package = 'limited'")
+    assert rows == [("cp39", "abi3")]
+    assert _query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'limited'")[0][0] == 1
+
+
+def test_skips_recorded(wave):
+    rows = dict(_query(wave["dsn"], "SELECT package || ' ' || version, skip_reason FROM versions"
+                       " WHERE skip_reason IS NOT NULL"))
+    assert rows == {"binonly 1.0": "binary-only", "yankme 1.1": "yanked",
+                    "setuptools 84.2.1": "binary-only"}
+
+
+def test_requirements_recorded_as_dependencies(wave):
+    rows = _query(wave["dsn"], "SELECT DISTINCT tool, dependency FROM dependencies d "
+                  "JOIN files f USING (filename) WHERE f.package = 'cext'")
+    assert rows == [("pip", "six>=1.0")]
+
+
+def test_odd_name_normalized(wave):
+    page = wave["farm"].www / "simple" / "foo-bar-baz" / "index.json"
+    data = json.loads(page.read_text())
+    assert [f["filename"] for f in data["files"]] == ["foo_bar_baz-1.0-py3-none-any.whl"]
+
+
+def test_index_json_attributes(wave):
+    data = json.loads((wave["farm"].www / "simple" / "cext" / "index.json").read_text())
+    assert data["meta"]["api-version"].startswith("1.")
+    assert data["versions"] == ["1.0"]
+    for f in data["files"]:
+        on_disk = wave["farm"].www / "simple" / "cext" / f["url"]
+        import hashlib
+
+        assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == f["hashes"]["sha256"]
+        assert f["requires-python"] == ">=3.8"
+        assert f["size"] == on_disk.stat().st_size
+        assert f["core-metadata"]["sha256"]
+
+
+def _venv(python: str, where: Path) -> Path:
+    subprocess.run([python, "-m", "venv", str(where)], check=True, capture_output=True,
+                   env=_clean_env())
+    return where / "bin" / "python"
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_pip_installs_from_the_farm(wave, which):
+    interp = wave["pythons"][which]
+    py = _venv(interp.path, wave["tmp"] / f"venv{which}")
+    report = wave["tmp"] / f"report{which}.json"
+    proc = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-cache-dir", "--only-binary", ":all:",
+         "--no-deps", "--index-url", wave["index"], "--report", str(report),
+         "cext", "limited", "purepkg", "Foo_Bar.baz"],
+        capture_output=True, text=True, env=_clean_env(),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    urls = [i["download_info"]["url"] for i in json.loads(report.read_text())["install"]]
+    assert urls and all(u.startswith(wave["index"]) for u in urls)
+    assert any(u.endswith("purepkg-1.0-py3-none-any.whl") for u in urls)  # not the rc
+    out = subprocess.run([str(py), "-c", "import cext, limited, purepkg, foo_bar_baz;"
+                          "print(cext.add(2, 3), limited.add(4, 5), purepkg.VALUE)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["5", "9", "42"]
+
+
+def test_pip_pre_release_needs_pre(wave):
+    py = _venv(wave["pythons"][0].path, wave["tmp"] / "venvpre")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-cache-dir", "--no-deps",
+                    "--pre", "--index-url", wave["index"], "purepkg"], check=True,
+                   env=_clean_env(), capture_output=True)
+    out = subprocess.run([str(py), "-m", "pip", "show", "purepkg"], capture_output=True,
+                         text=True, env=_clean_env())
+    assert "Version: 2.0rc1" in out.stdout
+
+
+def test_uv_installs_from_the_farm(wave):
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    if not Path(uv).exists():
+        pytest.skip("uv is not installed")
+    venv = wave["tmp"] / "uvvenv"
+    env = _clean_env(UV_CACHE_DIR=str(wave["tmp"] / "uvcache"))
+    subprocess.run([uv, "venv", "-q", "--python", wave["pythons"][1].path, str(venv)],
+                   check=True, env=env, capture_output=True)
+    proc = subprocess.run([uv, "pip", "install", "--python", str(venv / "bin" / "python"),
+                           "--no-deps", "--index-url", wave["index"], "cext", "limited"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = subprocess.run([str(venv / "bin" / "python"), "-c",
+                          "import cext, limited; print(cext.add(1, 1) + limited.add(1, 1))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "4"
+
+
+def test_yank_and_delete_after_build_reach_the_index(wave):
+    up, farm = wave["up"], wave["farm"]
+    up.yank(("yankme", "1.0"), reason="broken")
+    up.remove_file("gone-1.0.tar.gz")
+    up.remove_project("gone")
+    farm.run("sync")
+    farm.run("index")
+    data = json.loads((farm.www / "simple" / "yankme" / "index.json").read_text())
+    assert [f["yanked"] for f in data["files"]] == ["broken"]
+    assert 'data-yanked="broken"' in (farm.www / "simple" / "yankme" / "index.html").read_text()
+    assert not (farm.www / "simple" / "gone" / "index.json").exists()
+    root = json.loads((farm.www / "simple" / "index.json").read_text())
+    assert "gone" not in {p["name"] for p in root["projects"]}
