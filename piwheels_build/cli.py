@@ -41,14 +41,21 @@ def cmd_initdb(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sync(cfg: configmod.Config, args: argparse.Namespace) -> int:
-    from .sync import sync
+    from .sync import SyncInterrupted, sync
 
     conn = _conn(cfg)
-    summary = sync(conn, cfg, args.names or None, progress=_progress)
-    conn.close()
+    try:
+        summary = sync(conn, cfg, args.names or None, progress=_progress)
+    except SyncInterrupted as e:
+        print(f"{e.summary} (interrupted; run sync again to resume)")
+        return 130
+    finally:
+        conn.close()
     print(summary)
     for err in summary.errors[:20]:
-        print(f"sync: {err}", file=sys.stderr)
+        print(err, file=sys.stderr)
+    if len(summary.errors) > 20:
+        print(f"sync: ... and {len(summary.errors) - 20} more errors", file=sys.stderr)
     return 1 if summary.errors else 0
 
 

@@ -57,6 +57,7 @@ def _temp_file(directory: Path, filename: str) -> Iterator[tuple[Path, object]]:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # readable by the web server whatever our umask is
             yield tmp, f
     finally:
         with contextlib.suppress(FileNotFoundError):

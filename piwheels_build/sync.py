@@ -9,12 +9,12 @@ resumes where it stopped: ``needs_sync`` is cleared only with the project.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from typing import NamedTuple
 
 import psycopg2
@@ -32,6 +32,7 @@ RESYNC_OLDEST = 1000          # known packages re-read per run when the upstream
 PROGRESS_EVERY = 2.0          # seconds between progress messages
 MAX_FAILURES_IN_A_ROW = 50    # project pages failing in a row before the run gives up
 SYNC_SKIPS = (None, "binary-only", "yanked", "deleted")  # skip reasons sync owns
+_cursor_ids = itertools.count(1)
 
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
@@ -123,11 +124,11 @@ def sync(
     try:
         if named is None:
             _sync_list(conn, up, summary, report)
-            targets = _pending(conn)
+            total, targets = _pending(conn)
         else:
-            summary.projects_seen = len(named)
-            targets = _named_targets(conn, named)
-        _sync_projects(conn, cfg, up, targets, summary, report)
+            summary.projects_seen = total = len(named)
+            targets = iter(_named_targets(conn, named))
+        _sync_projects(conn, cfg, up, targets, total, summary, report)
     except BaseException:
         if not conn.closed:
             conn.rollback()
@@ -206,7 +207,7 @@ def _check_list_size(cur: Cursor, url: str, listed: int) -> None:
 
 def _batches(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
     it = iter(rows)
-    while batch := list(islice(it, size)):
+    while batch := list(itertools.islice(it, size)):
         yield batch
 
 
@@ -274,7 +275,8 @@ def _mark_missing(cur: Cursor) -> int:
     if gone:
         cur.execute("SELECT refresh_queue(p) FROM unnest(%s::text[]) AS p", (gone,))
         cur.execute(
-            "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
+            "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since",
             (gone,),
         )
     return len(gone)
@@ -324,16 +326,33 @@ def _save_serial(cur: Cursor, serial: int | None) -> None:
         )
 
 
-def _pending(conn: Connection) -> list[tuple[str, str]]:
-    """(package, display name) still to sync, recently changed first."""
+def _pending(conn: Connection) -> tuple[int, Iterator[tuple[str, str]]]:
+    """How many packages are flagged, and (package, display name) of each, recent first.
+
+    A WITH HOLD cursor streams them across the per-project commits, so 930,000
+    names never sit in this process at once.
+    """
+    where = "WHERE needs_sync AND NOT deleted"
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT package, display_name FROM packages WHERE needs_sync AND NOT deleted"
-            " ORDER BY upstream_serial DESC NULLS LAST, package"
-        )
-        rows = cur.fetchall()
+        cur.execute(f"SELECT count(*) FROM packages {where}")
+        total = cur.fetchone()[0]
+    cur = conn.cursor(f"sync_pending_{next(_cursor_ids)}", withhold=True)
+    cur.itersize = 5000
+    cur.execute(f"SELECT package, display_name FROM packages {where}"
+                " ORDER BY upstream_serial DESC NULLS LAST, package")
     conn.commit()
-    return rows
+    return total, _drain(cur)
+
+
+def _drain(cur: Cursor) -> Iterator[tuple[str, str]]:
+    try:
+        yield from cur
+    finally:
+        try:
+            cur.close()
+            cur.connection.commit()  # every project is committed or rolled back by now
+        except psycopg2.Error:
+            cur.connection.rollback()
 
 
 def _named_targets(conn: Connection, named: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -360,17 +379,16 @@ def _fetch(up: Upstream, name: str) -> ProjectPage | UpstreamError | None:
 
 
 def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
-                   targets: list[tuple[str, str]], summary: SyncSummary,
+                   todo: Iterator[tuple[str, str]], total: int, summary: SyncSummary,
                    report: _Progress) -> None:
     """Fetch pages in threads, write each project in its own transaction here."""
-    total, done, failures, started = len(targets), 0, 0, time.monotonic()
+    done, failures, started = 0, 0, time.monotonic()
     workers = max(1, cfg.sync_workers)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="sync")
     pending: dict[Future, tuple[str, str]] = {}
-    todo = iter(targets)
 
     def fill() -> None:
-        for package, name in islice(todo, max(0, workers * 4 - len(pending))):
+        for package, name in itertools.islice(todo, max(0, workers * 4 - len(pending))):
             pending[pool.submit(_fetch, up, name)] = (package, name)
 
     def line() -> str:
@@ -401,6 +419,9 @@ def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
         raise SyncInterrupted(summary) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(todo, "close", None)
+        if close:
+            close()
     if total:
         report.say(line())
 
@@ -447,7 +468,8 @@ def _gone(conn: Connection, package: str, name: str, summary: SyncSummary) -> bo
 def _changed(cur: Cursor, package: str) -> None:
     cur.execute("SELECT refresh_queue(%s)", (package,))
     cur.execute(
-        "INSERT INTO index_dirty (package) VALUES (%s) ON CONFLICT DO NOTHING", (package,)
+        "INSERT INTO index_dirty (package) VALUES (%s) "
+        "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since", (package,)
     )
 
 

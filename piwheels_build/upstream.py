@@ -172,13 +172,17 @@ def _json_file(entry: Any, base: str) -> UpstreamFile | None:
     filename, url = entry.get("filename"), entry.get("url")
     if not isinstance(filename, str) or not isinstance(url, str):
         return None
+    try:
+        url = urljoin(base, url)
+    except ValueError:  # e.g. a broken IPv6 literal: skip the file, not the project
+        return None
     hashes = entry.get("hashes")
     sha = hashes.get("sha256") if isinstance(hashes, dict) else None
     rp = entry.get("requires-python")
     yanked, reason = _yank(entry.get("yanked", False))
     return UpstreamFile(
         filename=filename,
-        url=urljoin(base, url),
+        url=url,
         sha256=sha.lower() if isinstance(sha, str) else None,
         size=_int_or_none(entry.get("size")),
         requires_python=rp if isinstance(rp, str) and rp else None,
@@ -242,8 +246,11 @@ def _html_file(attrs: dict[str, str | None], text: str, base: str) -> UpstreamFi
     href = attrs.get("href")
     if not href:
         return None
-    parts = urlsplit(href)
-    url = urljoin(base, urlunsplit(parts._replace(fragment="")))
+    try:
+        parts = urlsplit(href)
+        url = urljoin(base, urlunsplit(parts._replace(fragment="")))
+    except ValueError:
+        return None
     filename = text or parts.path.rstrip("/").rsplit("/", 1)[-1]
     algo, _, digest = parts.fragment.partition("=")
     yanked = "data-yanked" in attrs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 from datetime import UTC, datetime
 
@@ -181,6 +182,34 @@ def test_wrong_content_type(fake):
     with pytest.raises(UpstreamError) as e:
         _client(fake).list_projects()
     assert "'text/plain'" in _one_line(e)
+
+
+def test_timeout_is_retried_then_one_line(fake):
+    fake.add_file("x", "x-1.0.tar.gz", b"x")
+    fake.slow("/simple/x/", 1.0)
+    assert _client(fake, timeout=0.3, retries=1).project("x").files
+    fake.slow("/simple/x/", 1.0, times=2)
+    with pytest.raises(UpstreamError) as e:
+        _client(fake, timeout=0.3, retries=1).project("x")
+    assert "timed out" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_junk_file_entries_are_skipped(fake):
+    body = json.dumps({"meta": {"_last-serial": "nope"}, "name": 7, "versions": "1.0", "files": [
+        {"filename": "x-1.0.tar.gz", "url": "http://[broken/x-1.0.tar.gz"},
+        {"url": "x-1.1.tar.gz"},
+        "junk",
+        {"filename": "x-1.2.tar.gz", "url": "/f/x-1.2.tar.gz", "hashes": [], "size": "big",
+         "upload-time": "yesterday", "yanked": "", "requires-python": ""},
+    ]}).encode()
+    fake.malformed("/simple/x/", body=body)
+    page = _client(fake).project("x")
+    assert (page.name, page.versions, page.serial) == ("x", None, None)
+    assert [f.filename for f in page.files] == ["x-1.2.tar.gz"]
+    f = page.files[0]
+    assert f.url == f"{fake.root}/f/x-1.2.tar.gz"
+    assert (f.sha256, f.size, f.upload_time, f.requires_python) == (None, None, None, None)
+    assert f.yanked and f.yanked_reason is None
 
 
 def test_unreachable_upstream():

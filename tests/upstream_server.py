@@ -201,13 +201,18 @@ class FakeUpstream:
     def fail(self, path: str, times: int = 1, status: int = 500) -> None:
         """Answer ``path`` (e.g. ``/simple/foo/``) with ``status`` the next ``times`` times."""
         with self._lock:
-            self._failures.setdefault(path, []).extend([(status, b"", "text/plain")] * times)
+            self._failures.setdefault(path, []).extend([(status, b"", "text/plain", 0)] * times)
 
     def malformed(self, path: str, times: int = 1, body: bytes = b'{"files": [',
                   content_type: str = JSON_TYPE) -> None:
         """Answer ``path`` with a broken body (malformed JSON by default)."""
         with self._lock:
-            self._failures.setdefault(path, []).extend([(200, body, content_type)] * times)
+            self._failures.setdefault(path, []).extend([(200, body, content_type, 0)] * times)
+
+    def slow(self, path: str, seconds: float, times: int = 1) -> None:
+        """Answer ``path`` normally but only after ``seconds``, for timeout tests."""
+        with self._lock:
+            self._failures.setdefault(path, []).extend([(None, b"", "", seconds)] * times)
 
     def project_paths(self) -> list[str]:
         """Project-page requests seen so far (root and file downloads left out)."""
@@ -218,7 +223,12 @@ class FakeUpstream:
     def _injected(self, path: str) -> tuple[int, bytes, str] | None:
         with self._lock:
             queue = self._failures.get(path)
-            return queue.pop(0) if queue else None
+            found = queue.pop(0) if queue else None
+        if found is None:
+            return None
+        status, body, ctype, delay = found
+        time.sleep(delay)
+        return None if status is None else (status, body, ctype)
 
     def _root_json(self) -> bytes:
         projects = [{"name": p.name, "_last-serial": p.serial}
@@ -308,11 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a timeout test)
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]

@@ -23,6 +23,7 @@ CREATE TABLE packages (
     added_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX packages_needs_sync ON packages (package) WHERE needs_sync;
+CREATE INDEX packages_synced_at ON packages (synced_at) WHERE NOT deleted;
 
 -- Every spelling of a name seen upstream ("Foo_Bar.baz" -> "foo-bar-baz").
 CREATE TABLE package_names (

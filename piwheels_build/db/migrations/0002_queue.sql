@@ -303,7 +303,10 @@ BEGIN
         END IF;
     END IF;
     PERFORM refresh_queue(b.package, b.version);
-    INSERT INTO index_dirty (package) VALUES (b.package) ON CONFLICT DO NOTHING;
+    -- DO UPDATE (not DO NOTHING) locks the row, so an index writer that is
+    -- clearing it either waits for this build or sees it next run.
+    INSERT INTO index_dirty (package) VALUES (b.package)
+    ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since;
     PERFORM pg_notify('piwheels_index', b.package);
     RETURN true;
 END $$;
