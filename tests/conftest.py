@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from upstream_server import FakeUpstream
 
 from piwheels_build import db
 from piwheels_build.localdb import LocalCluster
@@ -61,3 +62,17 @@ def conn(dsn):
     c = db.connect(dsn)
     yield c
     c.close()
+
+
+@pytest.fixture
+def fake():
+    """A local upstream index (PEP 691 JSON and HTML, XML-RPC changelog) on 127.0.0.1."""
+    with FakeUpstream(xmlrpc=True) as f:
+        yield f
+
+
+@pytest.fixture
+def html_fake():
+    """The same, answering HTML only, as some mirrors do."""
+    with FakeUpstream(json=False, xmlrpc=True) as f:
+        yield f

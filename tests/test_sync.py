@@ -17,16 +17,6 @@ from piwheels_build.upstream import ProjectList
 T0 = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
-@pytest.fixture
-def fake():
-    with FakeUpstream(xmlrpc=True) as f:
-        yield f
-
-
-@pytest.fixture
-def html_fake():
-    with FakeUpstream(json=False, xmlrpc=True) as f:
-        yield f
 
 
 def config(dsn: str, fake: FakeUpstream, **extra):

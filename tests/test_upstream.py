@@ -17,16 +17,6 @@ from piwheels_build.upstream import Upstream, classify
 T0 = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
 
-@pytest.fixture
-def fake():
-    with FakeUpstream(xmlrpc=True) as f:
-        yield f
-
-
-@pytest.fixture
-def html_fake():
-    with FakeUpstream(json=False) as f:
-        yield f
 
 
 def _client(fake: FakeUpstream, **kw) -> Upstream:
@@ -240,7 +230,8 @@ def test_changelog(fake):
     assert len(up.changelog_since(0)) == fake.serial
 
 
-def test_changelog_not_offered(html_fake):
-    assert _client(html_fake).changelog_since(0) is None
-    up = _client(html_fake, xmlrpc_url=html_fake.xmlrpc_url)   # answers 404
-    assert up.changelog_since(0) is None and up.last_serial() is None
+def test_changelog_not_offered():
+    with FakeUpstream(json=False) as plain:
+        assert _client(plain).changelog_since(0) is None
+        up = _client(plain, xmlrpc_url=plain.xmlrpc_url)   # answers 404
+        assert up.changelog_since(0) is None and up.last_serial() is None
