@@ -4,6 +4,7 @@ install with real pip (and uv) from it."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -83,6 +84,8 @@ class Farm:
             f'database = "{dsn}"\nupstream = "{upstream}"\nwww = "{self.www}"\n'
             f"pythons = {json.dumps([p.path for p in pythons])}\n"
             "build_timeout = 300\nlease_seconds = 60\n"
+            # This machine's platform stands in for linux_armv7l: same rule, same code.
+            f'[platform_aliases]\n{pythons[0].platform_tag} = ["linux_armv6l"]\n'
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
@@ -161,7 +164,8 @@ def test_c_extension_built_for_both_abis(wave):
 
 
 def test_abi3_wheel_covers_newer_abi(wave):
-    rows = _query(wave["dsn"], "SELECT python_tag, abi_tag FROM files WHERE package = 'limited'")
+    rows = _query(wave["dsn"], "SELECT python_tag, abi_tag FROM files "
+                  "WHERE package = 'limited' AND alias_of IS NULL")
     assert rows == [("cp39", "abi3")]
     assert _query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'limited'")[0][0] == 1
 
@@ -179,6 +183,22 @@ def test_requirements_recorded_as_dependencies(wave):
     assert rows == [("pip", "six>=1.0")]
 
 
+def test_platform_alias_published_with_same_hash(wave):
+    plat = wave["pythons"][0].platform_tag
+    rows = _query(wave["dsn"], "SELECT filename, alias_of, sha256 FROM files "
+                  "WHERE package = 'cext' ORDER BY filename")
+    real = {f: h for f, a, h in rows if a is None}
+    aliases = [(f, a, h) for f, a, h in rows if a is not None]
+    assert len(aliases) == len(real) == 2
+    for alias, target, sha in aliases:
+        assert alias == target.replace(plat, "linux_armv6l") and sha == real[target]
+        link = wave["farm"].www / "simple" / "cext" / alias
+        assert link.is_symlink() and link.resolve().name == target
+    index = json.loads((wave["farm"].www / "simple" / "cext" / "index.json").read_text())
+    listed = {f["filename"]: f["hashes"]["sha256"] for f in index["files"]}
+    assert all(listed[a] == h for a, _, h in aliases)
+
+
 def test_odd_name_normalized(wave):
     page = wave["farm"].www / "simple" / "foo-bar-baz" / "index.json"
     data = json.loads(page.read_text())
@@ -191,8 +211,6 @@ def test_index_json_attributes(wave):
     assert data["versions"] == ["1.0"]
     for f in data["files"]:
         on_disk = wave["farm"].www / "simple" / "cext" / f["url"]
-        import hashlib
-
         assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == f["hashes"]["sha256"]
         assert f["requires-python"] == ">=3.8"
         assert f["size"] == on_disk.stat().st_size
