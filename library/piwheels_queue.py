@@ -1,0 +1,174 @@
+#!/usr/bin/python
+# BSD-3-Clause (see the project's licence)
+"""Ansible module: queue facts, refresh, skip and requeue."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: piwheels_queue
+short_description: Read the piwheels build queue, refresh it, skip or requeue builds
+description:
+  - C(op=facts) returns what the farm is doing (the same data as
+    C(piwheels status --json)) and never changes anything.
+  - C(op=refresh) brings the queue in line with the rules
+    (C(piwheels queue)); C(changed) when rows were added or dropped.
+  - C(op=skip) records an operator's decision not to build a package, a
+    version, or a version on one ABI (reason C(admin)); C(op=unskip) lifts it.
+  - C(op=requeue) is an operator rebuild of a version, on one ABI or all of them;
+    its failed attempts are forgotten, an C(admin) or C(too-many-failures)
+    skip is lifted, waiting retries are made due now, and it is queued
+    again, optionally with a O(priority). A version that already has a wheel
+    for an ABI is not rebuilt there.
+  - A thin wrapper over C(python -m piwheels_build.admin); runs on the master.
+version_added: "0.1.0"
+author: piwheels-build
+options:
+  op:
+    description: What to do.
+    type: str
+    choices: [facts, refresh, skip, unskip, requeue]
+    default: facts
+  config:
+    description: The piwheels TOML configuration whose C(database) is used.
+    type: path
+    default: /etc/piwheels/piwheels.toml
+  dsn:
+    description: libpq DSN to use instead of the configuration's C(database).
+    type: str
+  package:
+    description: Package name (any spelling; it is normalized). Required for skip, unskip, requeue.
+    type: str
+  version:
+    description: Version. Required for requeue; for skip, a whole package is skipped without it.
+    type: str
+  abi:
+    description: Only this ABI (e.g. C(cp311)).
+    type: str
+  note:
+    description: Why it is skipped (kept with the skip).
+    type: str
+  priority:
+    description: Queue priority of the requeued rows (higher first).
+    type: int
+    default: 0
+  python:
+    description: Interpreter that can import C(piwheels_build).
+    type: path
+    default: /opt/piwheels/venv/bin/python
+notes:
+  - Supports check mode; skip, unskip, requeue and refresh are computed in a
+    transaction that is rolled back.
+"""
+
+EXAMPLES = r"""
+- name: Queue facts
+  piwheels_queue:
+  register: q
+
+- name: Show what is ready per ABI
+  ansible.builtin.debug:
+    msg: "{{ q.queue }}"
+
+- name: Never build this version (it hangs the builders)
+  piwheels_queue:
+    op: skip
+    package: bad-pkg
+    version: "1.2.3"
+    note: "setup.py never returns"
+
+- name: Rebuild numpy 2.1.0 for cp313 first
+  piwheels_queue:
+    op: requeue
+    package: numpy
+    version: "2.1.0"
+    abi: cp313
+    priority: 10
+"""
+
+RETURN = r"""
+queue:
+  description: Per active ABI, builds ready, building and waiting to retry.
+  returned: always
+  type: dict
+  sample: {"cp311": {"ready": 12, "building": 1, "waiting_retry": 0}}
+status:
+  description: The whole farm status (packages, versions, builds, files, builders, index).
+  returned: always
+  type: dict
+added:
+  description: Queue rows added.
+  returned: when op is refresh or requeue
+  type: int
+dropped:
+  description: Queue rows dropped (no longer wanted).
+  returned: when op is refresh
+  type: int
+forgotten:
+  description: Failed attempts, skips and waiting retries removed by a requeue.
+  returned: when op is requeue
+  type: int
+queued:
+  description: ABIs the version is now queued for.
+  returned: when op is requeue
+  type: list
+  elements: str
+"""
+
+import json  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def run_admin(module, action, params):
+    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
+    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
+    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
+                                      data=request, binary_data=True)
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
+                             "installed for {}?)".format(module.params["python"]),
+                         rc=rc, stdout=out, stderr=err)
+    if rc != 0 or answer.get("failed"):
+        answer.pop("failed", None)
+        module.fail_json(rc=rc, stderr=err, **answer)
+    return answer
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            op=dict(type="str", default="facts",
+                    choices=["facts", "refresh", "skip", "unskip", "requeue"]),
+            config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
+            dsn=dict(type="str", no_log=True),
+            package=dict(type="str"),
+            version=dict(type="str"),
+            abi=dict(type="str"),
+            note=dict(type="str"),
+            priority=dict(type="int", default=0),
+            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
+        ),
+        required_if=[
+            ("op", "skip", ["package"]),
+            ("op", "unskip", ["package"]),
+            ("op", "requeue", ["package", "version"]),
+        ],
+        supports_check_mode=True,
+    )
+    p = module.params
+    params = {"op": "skip" if p["op"] == "unskip" else p["op"],
+              "state": "absent" if p["op"] == "unskip" else "present"}
+    for key in ("config", "dsn", "package", "version", "abi", "note", "priority"):
+        if p[key] is not None:
+            params[key] = p[key]
+    answer = run_admin(module, "queue", params)
+    facts = answer.pop("facts", {})
+    changed = answer.pop("changed", False)
+    module.exit_json(changed=changed, queue=facts.get("queue", {}), status=facts, **answer)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+#!/usr/bin/python
+# BSD-3-Clause (see the project's licence)
+"""Ansible module: bring packages and versions in from the upstream index."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: piwheels_sync
+short_description: Sync the piwheels database with the upstream index
+description:
+  - Runs what C(piwheels sync) runs, on the master, and returns its summary.
+    With O(names), only those projects are synced; otherwise the project
+    list and every project flagged as changed.
+  - The upstream is the configuration's C(upstream), else the index pip is
+    configured with on the master.
+  - C(changed) when packages or versions were added, yanked, unyanked,
+    deleted or found binary-only; a sync that found nothing new is not
+    C(changed).
+  - A thin wrapper over C(python -m piwheels_build.admin).
+version_added: "0.1.0"
+author: piwheels-build
+options:
+  config:
+    description: The piwheels TOML configuration (database and upstream).
+    type: path
+    default: /etc/piwheels/piwheels.toml
+  names:
+    description: Only these projects (any spelling).
+    type: list
+    elements: str
+    default: []
+  fail_on_errors:
+    description: Fail when some project pages could not be synced (they stay flagged).
+    type: bool
+    default: true
+  python:
+    description: Interpreter that can import C(piwheels_build).
+    type: path
+    default: /opt/piwheels/venv/bin/python
+notes:
+  - Supports check mode, in which the upstream is not read; RV(pending) says
+    how many projects are flagged for the next sync, and C(changed) is false.
+"""
+
+EXAMPLES = r"""
+- name: Sync everything that changed upstream
+  piwheels_sync:
+  register: sync
+
+- name: Sync two projects now
+  piwheels_sync:
+    names: [numpy, Pillow]
+"""
+
+RETURN = r"""
+summary:
+  description: What the sync did.
+  returned: unless in check mode
+  type: dict
+  sample:
+    projects_seen: 8
+    projects_synced: 8
+    new_packages: 8
+    new_versions: 11
+    yanked: 0
+    unyanked: 0
+    deleted_versions: 0
+    deleted_packages: 0
+    binary_only: 1
+    errors: []
+    elapsed: 0.4
+pending:
+  description: Projects flagged for sync (check mode only).
+  returned: in check mode
+  type: int
+msg:
+  description: The one-line summary C(piwheels sync) prints.
+  returned: always
+  type: str
+"""
+
+import json  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def run_admin(module, action, params):
+    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
+    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
+    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
+                                      data=request, binary_data=True)
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
+                             "installed for {}?)".format(module.params["python"]),
+                         rc=rc, stdout=out, stderr=err)
+    return rc, err, answer
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
+            names=dict(type="list", elements="str", default=[]),
+            fail_on_errors=dict(type="bool", default=True),
+            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    rc, err, answer = run_admin(module, "sync", {"config": p["config"], "names": p["names"]})
+    summary = answer.get("summary")
+    if "summary" not in answer or (answer.get("failed") and not summary):
+        answer.pop("failed", None)
+        module.fail_json(rc=rc, stderr=err, **answer)
+    result = dict(changed=answer["changed"], msg=answer.get("msg", ""))
+    if summary is not None:
+        result["summary"] = summary
+    if "pending" in answer:
+        result["pending"] = answer["pending"]
+    if summary and summary["errors"] and p["fail_on_errors"]:
+        result["msg"] = f"{result['msg']}; {len(summary['errors'])} projects failed"
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
