@@ -1,0 +1,260 @@
+"""Dispatch throughput: 50 simulated builders against one PostgreSQL, vs pgbench.
+
+Each builder is a process with its own connection doing no-op builds:
+``claim_build`` then ``finish_build`` (a wheel recorded, one in ten a failure),
+as fast as it can, for 60 s (``--quick``: 5 s). The queue is a synthetic farm
+(bench/_synth.py, 200,000 packages / 1,000,000 versions by default; five
+ABIs, ten builders each). Then ``pgbench -N`` (simple-update) runs on the
+same cluster with the same number of clients for the same time: the rate this
+server commits small write transactions at, the physical limit. The ratio
+builds/s ÷ pgbench transactions/s is the figure to compare across machines.
+
+    .venv/bin/python bench/dispatch.py
+    .venv/bin/python bench/dispatch.py --quick
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import re
+import resource
+import subprocess
+import time
+
+import _common
+import _synth
+from _common import Cluster, Report, summary_ms
+
+ABIS = [a for a, *_ in _synth.ABIS]
+
+
+def _wheel(claim: tuple, i: int) -> list[dict]:
+    build_id, package, version, abi = claim[:4]
+    mod = package.replace("-", "_")
+    # A version is pure or not whatever the builder: pure ones (a third) are only ever
+    # claimed on the primary ABI, since their wheel covers the others.
+    pure = abi == ABIS[0] and hash(version) % 3 == 0
+    py, ab, plat = ("py3", "none", "any") if pure else (abi, abi, "linux_armv7l")
+    return [{"filename": f"{mod}-{version}-{py}-{ab}-{plat}.whl", "python_tag": py,
+             "abi_tag": ab, "platform_tag": plat, "size": 12345, "sha256": "ab" * 32,
+             "requires_python": ">=3.7", "metadata_sha256": "cd" * 32,
+             "dependencies": [{"tool": "pip", "dependency": "six"}]}]
+
+
+def worker(dsn: str, builder_id: int, start: mp.Event, seconds: float, out: mp.Queue) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    cur = conn.cursor()
+    claims, finishes, idle, errors = [], [], 0, 0
+    start.wait()
+    t_end = time.perf_counter() + seconds
+    i = 0
+    while True:
+        t0 = time.perf_counter()
+        if t0 >= t_end:
+            break
+        try:
+            cur.execute("SELECT * FROM claim_build(%s, 300)", (builder_id,))
+            claim = cur.fetchone()
+            t1 = time.perf_counter()
+            if claim is None:
+                idle += 1
+                time.sleep(0.01)
+                continue
+            i += 1
+            status = "failed" if i % 10 == 0 else "success"
+            files = [] if status == "failed" else _wheel(claim, i)
+            cur.execute("SELECT finish_build(%s, %s, 0.0, %s, 3, false, %s)",
+                        (claim[0], status, b"log", json.dumps(files)))
+            cur.fetchone()
+            t2 = time.perf_counter()
+        except psycopg2.Error as e:  # a deadlock or serialization failure: count, go on
+            errors += 1
+            out.put(("error", str(e).splitlines()[0]))
+            continue
+        if t2 <= t_end:
+            claims.append(t1 - t0)
+            finishes.append(t2 - t1)
+    conn.close()
+    out.put(("done", claims, finishes, idle, errors))
+
+
+# Proposed changes to finish_build (piwheels_build/db/migrations/0002_queue.sql), as text
+# replacements on its definition. Measured one after another, cumulatively.
+LOCK_VERSION = (
+    "    SELECT * INTO q FROM queue WHERE queue.build_id = p_build_id FOR UPDATE;",
+    "    -- bench variant: finishes of one version take turns (no deadlock in refresh_queue)\n"
+    "    PERFORM 1 FROM versions v WHERE v.package = b.package AND v.version = b.version\n"
+    "        FOR NO KEY UPDATE;\n"
+    "    SELECT * INTO q FROM queue WHERE queue.build_id = p_build_id FOR UPDATE;",
+)
+NO_NOTIFY = ("    PERFORM pg_notify('piwheels_index', b.package);",
+             "    -- bench variant: no NOTIFY (its commit lock serialises every finish)")
+VARIANTS = [("lock_version", [LOCK_VERSION]), ("lock_version_no_notify", [LOCK_VERSION, NO_NOTIFY])]
+
+
+def patch_finish_build(cluster: Cluster, patches: list[tuple[str, str]]) -> None:
+    conn = cluster.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_get_functiondef('finish_build'::regproc)")
+        text = cur.fetchone()[0]
+        for old, new in patches:
+            if new in text:
+                continue
+            if old not in text:
+                raise SystemExit(f"dispatch: finish_build changed, cannot apply {old!r}")
+            text = text.replace(old, new)
+        cur.execute(text)
+    conn.close()
+
+
+def run_builders(dsn: str, builder_ids: list[int], seconds: float,
+                 report: Report, prefix: str = "") -> dict:
+    ctx = mp.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(dsn, b, start, seconds, out), daemon=True)
+             for b in builder_ids]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every worker connect
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    start.set()
+    claims, finishes, idle, errors, msgs = [], [], 0, 0, set()
+    done = 0
+    waits: dict[str, int] = {}
+    import psycopg2
+    mon = psycopg2.connect(dsn)
+    mon.autocommit = True
+    mcur = mon.cursor()
+    while done < len(procs):
+        if time.perf_counter() - t0 < seconds:
+            mcur.execute("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), count(*)"
+                         " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                         " AND state = 'active' AND pid <> pg_backend_pid() GROUP BY 1")
+            for k, n in mcur.fetchall():
+                waits[k] = waits.get(k, 0) + n
+        try:
+            item = out.get(timeout=0.2)
+        except Exception:  # queue.Empty: sample again
+            if time.perf_counter() - t0 > seconds + 120:
+                raise
+            continue
+        if item[0] == "error":
+            msgs.add(item[1])
+            continue
+        _, c, f, i, e = item
+        claims += c
+        finishes += f
+        idle += i
+        errors += e
+        done += 1
+    for p in procs:
+        p.join(timeout=30)
+    wall = time.perf_counter() - t0
+    mon.close()
+    total = sum(waits.values()) or 1
+    report.add(f"{prefix}backend_states", {k: round(n / total, 3) for k, n in
+                                  sorted(waits.items(), key=lambda kv: -kv[1])[:8]})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for m in sorted(msgs)[:5]:
+        report.note(f"builder error: {m}")
+    return {"builds": len(finishes), "seconds": seconds, "wall": wall,
+            "claims": summary_ms(claims), "finishes": summary_ms(finishes),
+            "idle_claims": idle, "errors": errors,
+            "client_cpu_s": round((after.ru_utime - before.ru_utime)
+                                  + (after.ru_stime - before.ru_stime), 1)}
+
+
+def run_pgbench(cluster: Cluster, clients: int, seconds: int, report: Report) -> float:
+    conn = cluster.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS pgbench")
+        cur.execute("CREATE DATABASE pgbench")
+    conn.close()
+    common = ["-h", str(cluster.socket_dir), "-p", "5432", "-U", "piwheels"]
+    subprocess.run([cluster.bin("pgbench"), "-i", "-q", "-s", "10", *common, "pgbench"],
+                   check=True, capture_output=True, text=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([cluster.bin("pgbench"), "-N", "-c", str(clients), "-j", "2",
+                           "-T", str(seconds), "-n", *common, "pgbench"],
+                          check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", proc.stdout)
+    if not m:
+        m = re.search(r"tps = ([\d.]+)", proc.stdout)
+    for line in proc.stdout.splitlines():
+        if line.startswith(("latency average", "number of transactions actually", "tps")):
+            report.log(f"pgbench: {line}")
+    report.add("pgbench_client_cpu_s", round((after.ru_utime - before.ru_utime)
+                                             + (after.ru_stime - before.ru_stime), 1), "s")
+    return float(m[1])
+
+
+def main() -> None:
+    ap = _common.parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", type=int, default=None,
+                    help="packages in the synthetic farm (versions: five times); default 200,000")
+    ap.add_argument("--builders", type=int, default=50)
+    ap.add_argument("--seconds", type=int, default=None)
+    args = ap.parse_args()
+    packages = args.scale or (10_000 if args.quick else 200_000)
+    seconds = args.seconds or (5 if args.quick else 60)
+    report = Report("dispatch", args)
+
+    with Cluster(report, keep=args.keep) as cluster:
+        conn = cluster.connect()
+        _synth.generate(conn, packages, packages * 5, report)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT refresh_queue()")
+            report.add("queue_rows", cur.fetchone()[0])
+            cur.execute("VACUUM ANALYZE queue")
+            ids = []
+            for i in range(args.builders):
+                cur.execute("SELECT register_builder(%s, %s, 'linux_armv7l', '3', 'bench')",
+                            (f"bench-{i // len(ABIS)}", ABIS[i % len(ABIS)]))
+                ids.append(cur.fetchone()[0])
+        conn.close()
+        report.add("packages", packages)
+        report.add("builders", len(ids))
+        report.add("seconds", seconds)
+
+        report.log(f"{len(ids)} builders claiming and finishing for {seconds}s")
+        res = run_builders(cluster.dsn, ids, seconds, report)
+        rate = res["builds"] / seconds
+        report.add("builds", res["builds"])
+        report.add("builds_per_s", round(rate, 1), "claim+finish pairs/s")
+        report.add("transactions_per_s", round(rate * 2, 1), "/s")
+        report.add("claim_latency", res["claims"])
+        report.add("finish_latency", res["finishes"])
+        report.add("idle_claims", res["idle_claims"])
+        report.add("errors", res["errors"])
+        report.add("builders_client_cpu_s", res["client_cpu_s"], "s")
+
+        report.log(f"pgbench -N with {len(ids)} clients for {seconds}s")
+        tps = run_pgbench(cluster, len(ids), seconds, report)
+        report.add("pgbench_tps", round(tps, 1), "/s")
+        report.add("ratio_builds_to_pgbench", round(rate / tps, 3))
+        report.add("ratio_transactions_to_pgbench", round(rate * 2 / tps, 3))
+
+        # The same load with the fixes docs/benchmarks.md proposes, applied to this throwaway
+        # database only (the migrations are not changed here).
+        vsec = max(2, seconds // 2) if args.quick else seconds
+        for name, patches in VARIANTS:
+            patch_finish_build(cluster, patches)
+            report.log(f"variant {name}: {len(ids)} builders for {vsec}s")
+            res = run_builders(cluster.dsn, ids, vsec, report, prefix=f"{name}_")
+            vrate = res["builds"] / vsec
+            report.add(f"{name}_builds_per_s", round(vrate, 1), "claim+finish pairs/s")
+            report.add(f"{name}_ratio_builds_to_pgbench", round(vrate / tps, 3))
+            report.add(f"{name}_finish_latency", res["finishes"])
+            report.add(f"{name}_errors", res["errors"])
+    report.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Every bench/ script runs in --quick mode and prints its figures and the machine.
+
+Smoke tests only: no figure is compared with a threshold (the machine is
+shared); the real numbers come from full runs, see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+# bench script -> figures its --quick run must print
+EXPECTED = {
+    "queue_scale.py": ["refresh_full_initial_s", "refresh_package", "next_100k_from_queue",
+                       "claim", "finish", "plans"],
+    "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench"],
+    "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_bench_quick(script: str, tmp_path: Path) -> None:
+    out_json = tmp_path / "figures.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--json",
+                           str(out_json)], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for key in ("cpu", "cores", "ram_gib", "postgresql", "python", "date"):
+        assert f"machine: {key}: " in proc.stdout, key
+    data = json.loads(out_json.read_text())
+    assert data["quick"] is True
+    for key in EXPECTED[script]:
+        assert key in data["figures"], (key, sorted(data["figures"]))
+        assert f"figure: {key} = " in proc.stdout
+    # The throwaway cluster is gone: no temporary directory left behind.
+    assert "kept /" not in proc.stdout
