@@ -24,6 +24,7 @@ EXPECTED = {
     "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench"],
     "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats"],
     "builds.py": ["plain_wall_s", "packages"],
+    "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
 }
 
 
