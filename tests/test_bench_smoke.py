@@ -25,6 +25,8 @@ EXPECTED = {
     "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats"],
     "builds.py": ["plain_wall_s", "packages"],
     "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
+    "sync_scale.py": ["first_list_phase_s", "first_project_rate_per_s", "first_peak_rss_mib",
+                      "incremental_s"],
 }
 
 

@@ -1,0 +1,123 @@
+"""A fake upstream with a PyPI-sized project list, for bench/sync_scale.py (run as a process).
+
+    python bench/_listserver.py NAMES_SOURCE   # prints the port, then serves 127.0.0.1
+
+NAMES_SOURCE is a saved root page (``.html`` or ``.json``) or ``synthetic:N``.
+``/simple/`` is the PEP 691 JSON list with per-project ``_last-serial``;
+``/simple/<name>/`` a JSON project page made up on the fly (one sdist per
+version); ``/html/`` the saved HTML root page as it was fetched; a POST to
+``/_bump?n=N`` gives N projects a new version and a new serial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+_NORM = re.compile(r"[-_.]+")
+
+
+def normalize(name: str) -> str:
+    return _NORM.sub("-", name).lower()
+
+
+class State:
+    def __init__(self, source: str) -> None:
+        self.html = b""
+        if source.startswith("synthetic:"):
+            n = int(source.split(":", 1)[1])
+            names = [f"{hashlib.md5(str(i).encode()).hexdigest()[:10]}-pkg{i}" for i in range(n)]
+        elif source.endswith(".json"):
+            data = json.loads(Path(source).read_bytes())
+            names = [p["name"] for p in data["projects"]]
+        else:
+            self.html = Path(source).read_bytes()
+            names = [m.decode("utf-8", "replace")
+                     for m in re.findall(rb"<a [^>]*>([^<]+)</a>", self.html)]
+        self.names = names
+        self.serial = {normalize(n): i + 1 for i, n in enumerate(names)}
+        self.display = {normalize(n): n for n in names}
+        self.versions: dict[str, list[str]] = {}
+        self.last = len(names)
+        self.render_root()
+
+    def render_root(self) -> None:
+        projects = [{"name": n, "_last-serial": self.serial[normalize(n)]} for n in self.names]
+        self.root = json.dumps({"meta": {"api-version": "1.1", "_last-serial": self.last},
+                                "projects": projects}, separators=(",", ":")).encode()
+
+    def page(self, key: str) -> bytes | None:
+        if key not in self.serial:
+            return None
+        files = []
+        for v in self.versions.get(key, ["1.0"]):
+            fn = f"{key}-{v}.tar.gz"
+            files.append({"filename": fn, "url": f"../../files/{fn}",
+                          "hashes": {"sha256": hashlib.sha256(fn.encode()).hexdigest()},
+                          "size": 1000, "upload-time": "2024-01-01T00:00:00.000000Z",
+                          "requires-python": ">=3.8", "yanked": False})
+        return json.dumps({"meta": {"api-version": "1.1", "_last-serial": self.serial[key]},
+                           "name": self.display[key], "files": files,
+                           "versions": self.versions.get(key, ["1.0"])}).encode()
+
+    def bump(self, n: int) -> None:
+        step = max(1, len(self.names) // n)
+        for name in self.names[::step][:n]:
+            key = normalize(name)
+            self.last += 1
+            self.serial[key] = self.last
+            vs = self.versions.setdefault(key, ["1.0"])
+            vs.append(f"1.{len(vs)}")
+        self.render_root()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: State
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def send(self, code: int, body: bytes, ctype: str = JSON_TYPE) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        if path == "/simple/":
+            return self.send(200, self.state.root)
+        if path == "/html/" and self.state.html:
+            return self.send(200, self.state.html, "text/html")
+        if path.startswith("/simple/"):
+            body = self.state.page(path[len("/simple/"):].strip("/"))
+            if body is not None:
+                return self.send(200, body)
+        self.send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if url.path == "/_bump":
+            self.state.bump(int(parse_qs(url.query).get("n", ["1000"])[0]))
+            return self.send(200, b"ok", "text/plain")
+        self.send(404, b"not found", "text/plain")
+
+
+def main() -> None:
+    Handler.state = State(sys.argv[1])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], len(Handler.state.names), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

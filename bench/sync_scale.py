@@ -1,0 +1,163 @@
+"""Sync at PyPI's scale: a first sync of ~930,000 projects, then 1,000 changed ones.
+
+The project list is the upstream's real root page, saved once by
+``bench/fetch_fixtures.sh`` in ``.cache/bench/`` (without it: a synthetic
+930,000-name list, and the output says so). A fake upstream process
+(bench/_listserver.py) serves it from 127.0.0.1 as PEP 691 JSON with
+per-project serials, and makes up each project page (one sdist).
+
+- First sync (``piwheels_build.sync.sync``): the list phase (read, load,
+  merge 930,000 names) is timed in full; the project phase (one page and one
+  transaction per project) is timed over the first 20,000 projects (2,000
+  with ``--quick``) and the whole first sync extrapolated from its rate.
+  Peak resident memory of this process over the run.
+- Then every package is taken as synced, 1,000 projects get a new version
+  and serial upstream, and a full ``sync`` run is timed: re-reading the list
+  and syncing the 1,000.
+- The saved HTML root page (when that is what the upstream answered) is also
+  parsed by ``Upstream.list_projects`` alone: time and memory.
+
+    bash bench/fetch_fixtures.sh      # once
+    .venv/bin/python bench/sync_scale.py
+    .venv/bin/python bench/sync_scale.py --quick   # 20,000 synthetic names
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _common
+import requests
+from _common import CACHE, Cluster, Report, peak_rss_mib, reset_peak_rss, rss_mib
+
+from piwheels_build import config as configmod
+from piwheels_build.sync import SyncInterrupted, sync
+from piwheels_build.upstream import Upstream
+
+SYNTHETIC = 930_000
+
+
+class Stop(Exception):
+    pass
+
+
+def main() -> None:
+    ap = _common.parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--projects", type=int, default=None,
+                    help="project pages to sync in the first sync before extrapolating")
+    ap.add_argument("--changed", type=int, default=1000)
+    args = ap.parse_args()
+    report = Report("sync_scale", args)
+    n_projects = args.projects or (2_000 if args.quick else 20_000)
+    saved = [p for p in (CACHE / "simple-root.json", CACHE / "simple-root.html") if p.exists()]
+    if args.quick:
+        source = "synthetic:20000"
+    elif saved:
+        source = str(saved[0])
+    else:
+        source = f"synthetic:{SYNTHETIC}"
+        report.note("no saved project list (run bench/fetch_fixtures.sh): using a synthetic "
+                    f"list of {SYNTHETIC:,} names")
+
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_listserver.py")),
+                               source], stdout=subprocess.PIPE, text=True)
+    try:
+        port, n_names = (int(x) for x in server.stdout.readline().split())
+        url = f"http://127.0.0.1:{port}/simple/"
+        with Cluster(report, keep=args.keep) as cluster:
+            report.add("list_source", Path(source).name if "/" in source else source)
+            report.add("names_listed", n_names)
+            cfg = configmod.from_dict({"database": cluster.dsn, "upstream": url})
+            conn = cluster.connect()
+
+            # -- first sync ------------------------------------------------------------------
+            marks: dict[str, float] = {}
+
+            def progress(msg: str) -> None:
+                now = time.perf_counter()
+                if "projects listed" in msg:
+                    marks["listed"] = now
+                    report.log(msg)
+                m = re.match(r"sync: ([\d,]+)/([\d,]+) projects", msg)
+                if m:
+                    done = int(m[1].replace(",", ""))
+                    marks["done"], marks["at"] = done, now
+                    if done >= n_projects and int(m[2].replace(",", "")) > n_projects:
+                        raise KeyboardInterrupt  # enough: sync commits what it finished
+
+            base = rss_mib()
+            reset_peak_rss()
+            t0 = time.perf_counter()
+            try:
+                summary = sync(conn, cfg, progress=progress)
+                complete = True
+            except SyncInterrupted as e:
+                summary, complete = e.summary, False
+            t_end = time.perf_counter()
+            report.add("first_rss_before_mib", round(base, 1), "MiB")
+            report.add("first_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
+            t_list = marks.get("listed", t0) - t0
+            report.add("first_list_phase_s", round(t_list, 1), "s")
+            report.add("first_projects_listed", summary.projects_seen)
+            report.add("first_new_packages", summary.new_packages)
+            synced = summary.projects_synced
+            phase = t_end - marks.get("listed", t0)
+            rate = synced / phase if phase > 0 else 0.0
+            report.add("first_projects_synced", synced)
+            report.add("first_project_phase_s", round(phase, 1), "s")
+            report.add("first_project_rate_per_s", round(rate, 1), "/s")
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM packages WHERE NOT deleted")
+                packages = cur.fetchone()[0]
+            conn.rollback()
+            if complete:
+                report.add("first_sync_s", round(t_end - t0, 1), "s")
+            else:
+                est = t_list + packages / rate if rate else float("nan")
+                report.add("first_sync_extrapolated_s", round(est, 0), "s")
+                report.add("first_sync_extrapolated_h", round(est / 3600, 2), "h")
+                report.note(f"first sync stopped after {synced:,} of {packages:,} projects; "
+                            "the total is the list phase plus the rest at the measured rate")
+            if summary.errors:
+                report.note(f"first sync: {len(summary.errors)} errors, e.g. "
+                            f"{summary.errors[0][:150]}")
+
+            # -- every package synced; 1,000 change upstream ------------------------------------
+            with conn.cursor() as cur:
+                cur.execute("UPDATE packages SET needs_sync = false, synced_at = now(),"
+                            " synced_serial = upstream_serial WHERE needs_sync")
+            conn.commit()
+            requests.post(f"http://127.0.0.1:{port}/_bump?n={args.changed}", timeout=300)
+            marks.clear()
+            reset_peak_rss()
+            t0 = time.perf_counter()
+            summary = sync(conn, cfg, progress=lambda m: progress(m) if "listed" in m else None)
+            t_end = time.perf_counter()
+            report.add("incremental_s", round(t_end - t0, 1), "s")
+            report.add("incremental_list_phase_s", round(marks.get("listed", t0) - t0, 1), "s")
+            report.add("incremental_projects_synced", summary.projects_synced)
+            report.add("incremental_new_versions", summary.new_versions)
+            report.add("incremental_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
+            conn.close()
+
+            # -- the saved HTML page, parsed alone ---------------------------------------------
+            if source.endswith(".html"):
+                reset_peak_rss()
+                t0 = time.perf_counter()
+                with Upstream(f"http://127.0.0.1:{port}/html/") as up:
+                    plist = up.list_projects()
+                report.add("html_list_parse_s", round(time.perf_counter() - t0, 1), "s")
+                report.add("html_list_names", len(plist.names))
+                report.add("html_list_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    report.finish()
+
+
+if __name__ == "__main__":
+    main()
