@@ -27,6 +27,7 @@ EXPECTED = {
     "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
     "sync_scale.py": ["first_list_phase_s", "first_project_rate_per_s", "first_peak_rss_mib",
                       "incremental_s"],
+    "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
 }
 
 
