@@ -2,12 +2,20 @@
 
 Each builder is a process with its own connection doing no-op builds:
 ``claim_build`` then ``finish_build`` (a wheel recorded, one in ten a failure),
-as fast as it can, for 60 s (``--quick``: 5 s). The queue is a synthetic farm
+as fast as it can, for 60 s (``--quick``: 3 s). The queue is a synthetic farm
 (bench/_synth.py, 200,000 packages / 1,000,000 versions by default; five
 ABIs, ten builders each). Then ``pgbench -N`` (simple-update) runs on the
 same cluster with the same number of clients for the same time: the rate this
 server commits small write transactions at, the physical limit. The ratio
 builds/s ÷ pgbench transactions/s is the figure to compare across machines.
+
+Then the same load runs again, for the same time, with the changes to
+``finish_build`` that docs/benchmarks.md proposes applied to this throwaway
+database only (``lock_version``: finishes of one version take turns, which
+removes the deadlock in refresh_queue; ``lock_version_no_notify``: and no
+``pg_notify``, whose commit lock serialises every finish). While each load
+runs, the builders' backends are sampled in ``pg_stat_activity``: the share
+waiting on each lock or running is printed as ``backend_states``.
 
     .venv/bin/python bench/dispatch.py
     .venv/bin/python bench/dispatch.py --quick
@@ -201,8 +209,8 @@ def main() -> None:
     ap.add_argument("--builders", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=None)
     args = ap.parse_args()
-    packages = args.scale or (10_000 if args.quick else 200_000)
-    seconds = args.seconds or (5 if args.quick else 60)
+    packages = args.scale or (5_000 if args.quick else 200_000)
+    seconds = args.seconds or (3 if args.quick else 60)
     report = Report("dispatch", args)
 
     with Cluster(report, keep=args.keep) as cluster:
@@ -243,7 +251,7 @@ def main() -> None:
 
         # The same load with the fixes docs/benchmarks.md proposes, applied to this throwaway
         # database only (the migrations are not changed here).
-        vsec = max(2, seconds // 2) if args.quick else seconds
+        vsec = 2 if args.quick else seconds
         for name, patches in VARIANTS:
             patch_finish_build(cluster, patches)
             report.log(f"variant {name}: {len(ids)} builders for {vsec}s")

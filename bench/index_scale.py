@@ -12,7 +12,7 @@ then:
   ``collect_stats`` (run by every incremental write) timed on its own.
 
     .venv/bin/python bench/index_scale.py            # 1M packages / 5M versions
-    .venv/bin/python bench/index_scale.py --quick    # 5k / 25k
+    .venv/bin/python bench/index_scale.py --quick    # 3k / 15k
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def main() -> None:
                     help="packages (versions: five times); default 1,000,000")
     ap.add_argument("--updates", type=int, default=None, help="incremental updates to time")
     args = ap.parse_args()
-    packages = args.scale or (5_000 if args.quick else 1_000_000)
+    packages = args.scale or (3_000 if args.quick else 1_000_000)
     # At full scale one incremental write takes seconds (see collect_stats), so 30 samples.
-    n_updates = args.updates or (20 if args.quick else 30)
+    n_updates = args.updates or (10 if args.quick else 30)
     report = Report("index_scale", args)
 
     with Cluster(report, keep=args.keep) as cluster:

@@ -13,7 +13,7 @@ PEP 658 ``.metadata``) and one 1 MiB wheel. Three servers serve it on
 - pypiserver (``pip install pypiserver waitress``) on ``www/simple``
   (``--disable-fallback``: nothing is redirected off this machine).
 
-For each: ``wrk`` requests/s (bounded: 10 s per URL, 2 s with ``--quick``) for
+For each: ``wrk`` requests/s (bounded: 10 s per URL, 1 s with ``--quick``) for
 a project page (``/simple/<name>/`` with pip's Accept header) and for the
 1 MiB wheel; then ``pip install --no-deps`` of the 10 packages from it
 (best of 3). Servers missing on the machine are skipped with a note.
@@ -248,7 +248,7 @@ def main() -> None:
     ap = _common.parser(__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=None, help="wrk duration per URL")
     args = ap.parse_args()
-    seconds = args.seconds or (2 if args.quick else 10)
+    seconds = args.seconds or (1 if args.quick else 10)
     reps = 1 if args.quick else 3
     report = Report("serving", args)
     with Cluster(report, keep=args.keep) as cluster:

@@ -8,7 +8,7 @@ per-project serials, and makes up each project page (one sdist).
 
 - First sync (``piwheels_build.sync.sync``): the list phase (read, load,
   merge 930,000 names) is timed in full; the project phase (one page and one
-  transaction per project) is timed over the first 20,000 projects (2,000
+  transaction per project) is timed over the first 20,000 projects (1,000
   with ``--quick``) and the whole first sync extrapolated from its rate.
   Peak resident memory of this process over the run.
 - Then every package is taken as synced, 1,000 projects get a new version
@@ -19,7 +19,7 @@ per-project serials, and makes up each project page (one sdist).
 
     bash bench/fetch_fixtures.sh      # once
     .venv/bin/python bench/sync_scale.py
-    .venv/bin/python bench/sync_scale.py --quick   # 20,000 synthetic names
+    .venv/bin/python bench/sync_scale.py --quick   # 10,000 synthetic names, 200 changed
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ def main() -> None:
     ap = _common.parser(__doc__.split("\n\n")[0])
     ap.add_argument("--projects", type=int, default=None,
                     help="project pages to sync in the first sync before extrapolating")
-    ap.add_argument("--changed", type=int, default=1000)
+    ap.add_argument("--changed", type=int, default=None, help="default 1,000 (--quick: 200)")
     args = ap.parse_args()
     report = Report("sync_scale", args)
-    n_projects = args.projects or (2_000 if args.quick else 20_000)
+    args.changed = args.changed or (200 if args.quick else 1000)
+    n_projects = args.projects or (1_000 if args.quick else 20_000)
     saved = [p for p in (CACHE / "simple-root.json", CACHE / "simple-root.html") if p.exists()]
     if args.quick:
-        source = "synthetic:20000"
+        source = "synthetic:10000"
     elif saved:
         source = str(saved[0])
     else:
