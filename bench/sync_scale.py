@@ -14,6 +14,9 @@ per-project serials, and makes up each project page (one sdist).
 - Then every package is taken as synced, 1,000 projects get a new version
   and serial upstream, and a full ``sync`` run is timed: re-reading the list
   and syncing the 1,000.
+- The ceiling of the project phase: the same number of project pages
+  fetched and parsed by ``Upstream.project`` in ``sync_workers`` threads,
+  with no database work; the ratio of the two rates.
 - The saved HTML root page (when that is what the upstream answered) is also
   parsed by ``Upstream.list_projects`` alone: time and memory.
 
@@ -28,6 +31,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import _common
@@ -43,6 +47,33 @@ SYNTHETIC = 930_000
 
 class Stop(Exception):
     pass
+
+
+def top_statements(conn, report: Report, title: str) -> None:
+    """Where the server's time went (pg_stat_statements), then reset."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT round(total_exec_time::numeric, 0), calls,"
+                    " round((total_exec_time / greatest(calls, 1))::numeric, 3),"
+                    " regexp_replace(query, '\\s+', ' ', 'g')"
+                    " FROM pg_stat_statements WHERE query !~* 'pg_stat_statements'"
+                    " ORDER BY total_exec_time DESC LIMIT 8")
+        rows = cur.fetchall()
+        cur.execute("SELECT pg_stat_statements_reset()")
+    conn.commit()
+    print(f"---- pg_stat_statements: {title} (total ms, calls, ms/call, statement)")
+    for total, calls, per, q in rows:
+        print(f"    {total:>9} {calls:>8} {per:>8}  {q[:110]}")
+    report.add(f"top_statements_{title.replace(' ', '_')}",
+               [{"total_ms": float(t), "calls": c, "ms_per_call": float(p), "query": q[:200]}
+                for t, c, p, q in rows[:5]])
+
+
+def _sample_names(port: int, n: int) -> list[str]:
+    """n project names from the fake upstream's list."""
+    r = requests.get(f"http://127.0.0.1:{port}/simple/", timeout=300)
+    projects = r.json()["projects"]
+    step = max(1, len(projects) // n)
+    return [p["name"] for p in projects[::step][:n]]
 
 
 def main() -> None:
@@ -69,11 +100,15 @@ def main() -> None:
     try:
         port, n_names = (int(x) for x in server.stdout.readline().split())
         url = f"http://127.0.0.1:{port}/simple/"
-        with Cluster(report, keep=args.keep) as cluster:
+        with Cluster(report, keep=args.keep,
+                     extra_conf="shared_preload_libraries = 'pg_stat_statements'\n") as cluster:
             report.add("list_source", Path(source).name if "/" in source else source)
             report.add("names_listed", n_names)
             cfg = configmod.from_dict({"database": cluster.dsn, "upstream": url})
             conn = cluster.connect()
+            with conn.cursor() as cur:
+                cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.commit()
 
             # -- first sync ------------------------------------------------------------------
             marks: dict[str, float] = {}
@@ -127,6 +162,8 @@ def main() -> None:
                 report.note(f"first sync: {len(summary.errors)} errors, e.g. "
                             f"{summary.errors[0][:150]}")
 
+            top_statements(conn, report, "first sync")
+
             # -- every package synced; 1,000 change upstream ------------------------------------
             with conn.cursor() as cur:
                 cur.execute("UPDATE packages SET needs_sync = false, synced_at = now(),"
@@ -144,6 +181,16 @@ def main() -> None:
             report.add("incremental_new_versions", summary.new_versions)
             report.add("incremental_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
             conn.close()
+
+            # -- the ceiling of the project phase: the same pages fetched and parsed only -----
+            names = [n for n in _sample_names(port, n_projects)]
+            with Upstream(url) as up, ThreadPoolExecutor(cfg.sync_workers) as pool:
+                t0 = time.perf_counter()
+                pages = sum(1 for p in pool.map(up.project, names) if p is not None)
+                fetch = time.perf_counter() - t0
+            report.add("fetch_only_rate_per_s", round(pages / fetch, 1), "/s")
+            report.add("ratio_project_phase_to_fetch_only",
+                       round(rate / (pages / fetch), 3) if pages else None)
 
             # -- the saved HTML page, parsed alone ---------------------------------------------
             if source.endswith(".html"):
