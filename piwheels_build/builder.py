@@ -8,13 +8,9 @@ file_is_recorded), so it runs the same with the master's DSN or a builder's.
 from __future__ import annotations
 
 import hashlib
-import os
 import platform as pyplatform
-import resource
+import re
 import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +21,13 @@ import psycopg2
 import psycopg2.extras
 import requests
 
-from . import buildlog, db, wheels
+from . import buildlog, db, elfdeps, wheels
 from .config import Config
 from .errors import PiwheelsError, StoreError, WheelRejected
 from .interpreters import Interpreter
+from .sandbox import Limits, RunResult, Sandbox
+from .sdists import SdistError, build_requirements
 from .store import Store
-
-_MISSING_DEP = (b"ModuleNotFoundError: No module named", b"ImportError: No module named")
 
 
 @dataclass
@@ -91,6 +87,7 @@ class Builder:
         self.interpreters = interpreters
         self.progress = progress or (lambda _msg: None)
         self.store = Store(cfg.www)
+        self.box = Sandbox.from_config(cfg)
         self.upstream = cfg.upstream_url()
         self.http = requests.Session()
         self.conn = db.connect(cfg.database, autocommit=True)
@@ -161,34 +158,78 @@ class Builder:
     # -- one build ------------------------------------------------------------
 
     def build(self, interp: Interpreter, claim: Claim) -> Outcome:
-        """Download, build, verify and store one claim; never raises for the package's faults."""
+        """Download, build in the sandbox, verify and store one claim.
+
+        Never raises for the package's faults: they become a status and a log."""
         start = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix="piwheels-build-"))
+        work = self.box.new_workdir()
         lost = threading.Event()
         beat = _Heartbeat(self.cfg, claim.build_id, lost)
         beat.start()
         try:
-            try:
-                sdist = self._download(claim, work)
-            except PiwheelsError as e:
-                return Outcome("infrastructure", time.monotonic() - start, str(e).encode())
-            status, log, printed, truncated = self._pip_wheel(interp, claim, sdist, work, lost)
-            files: list[dict] = []
-            if status == "success":
-                try:
-                    files = self._verify_and_store(interp, claim, work / "out")
-                except WheelRejected as e:
-                    status, log = "failed", log + f"\n[piwheels] wheel rejected: {e}\n".encode()
-                except (StoreError, OSError) as e:
-                    status = "infrastructure"
-                    log += f"\n[piwheels] store failed: {e}\n".encode()
-            return Outcome(status, time.monotonic() - start, log, files, printed, truncated)
+            return self._build_in(interp, claim, work, lost, start)
         finally:
             beat.stop()
             shutil.rmtree(work, ignore_errors=True)
 
-    def _download(self, claim: Claim, work: Path) -> Path:
-        dest = work / Path(claim.sdist_filename).name
+    def _build_in(self, interp: Interpreter, claim: Claim, work: Path,
+                  lost: threading.Event, start: float) -> Outcome:
+        log = _Log()
+        try:
+            sdist = self._download(claim, work / "build" / "src")
+        except PiwheelsError as e:
+            return Outcome("infrastructure", time.monotonic() - start, str(e).encode())
+        self.box.give(sdist)
+        inside_sdist = self.box.inside(work, "src", sdist.name)
+        if self.cfg.build_network == "offline":
+            try:
+                requires = build_requirements(sdist)
+            except SdistError as e:
+                return Outcome("failed", time.monotonic() - start, f"[piwheels] {e}\n".encode())
+            wheelhouse = self.box.inside(work, "wheelhouse")
+            fetch = self._run(interp, work, lost, start, network=True, argv=[
+                interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar", "off",
+                "--index-url", self.upstream, "--dest", wheelhouse, *requires])
+            log.add("fetch build requirements: " + " ".join(requires), fetch)
+            if fetch.reason != "exit" or fetch.returncode != 0:
+                return log.outcome(_classify(fetch, fetching=True), start)
+            source = ["--no-index", "--find-links", wheelhouse]
+        else:
+            source = ["--index-url", self.upstream]
+        built = self._run(interp, work, lost, start,
+                          network=self.cfg.build_network == "online", argv=[
+                              interp.path, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
+                              "-v", "--progress-bar", "off", *source,
+                              "--wheel-dir", self.box.inside(work, "out"), inside_sdist])
+        log.add(f"build {claim.package} {claim.version} for {interp.abi_tag}", built)
+        status = _classify(built)
+        files: list[dict] = []
+        if status == "success":
+            try:
+                files = self._verify_and_store(interp, claim, work / "build" / "out")
+            except WheelRejected as e:
+                status = "failed"
+                log.note(f"wheel rejected: {e}")
+            except (StoreError, OSError) as e:
+                status = "infrastructure"
+                log.note(f"store failed: {e}")
+        return log.outcome(status, start, files)
+
+    def _run(self, interp: Interpreter, work: Path, lost: threading.Event, start: float, *,
+             network: bool, argv: list[str]) -> RunResult:
+        remaining = max(self.cfg.build_timeout - (time.monotonic() - start), 1.0)
+        limits = Limits(timeout=remaining, memory=self.cfg.build_memory,
+                        disk=self.cfg.build_disk, log=self.cfg.log_limit,
+                        pids=self.cfg.build_pids)
+        readonly = sorted({interp.prefix, str(Path(interp.path).parent)})
+        return self.box.run(argv, work, env=self.box.env(work), network=network,
+                            readonly=readonly, limits=limits, lost=lost)
+
+    def _download(self, claim: Claim, dest_dir: Path) -> Path:
+        name = Path(claim.sdist_filename).name
+        if not name or name.startswith("."):
+            raise PiwheelsError(f"refusing sdist file name {claim.sdist_filename!r}")
+        dest = dest_dir / name
         h = hashlib.sha256()
         try:
             with self.http.get(claim.sdist_url, stream=True, timeout=self.cfg.http_timeout) as r:
@@ -203,65 +244,9 @@ class Builder:
             raise PiwheelsError(f"download of {claim.sdist_url}: sha256 mismatch")
         return dest
 
-    def _env(self, interp: Interpreter, work: Path) -> dict[str, str]:
-        """Only the farm's configuration: no ambient PIP_* variables or pip.conf files."""
-        home, tmp = work / "home", work / "tmp"
-        home.mkdir()
-        tmp.mkdir()
-        path = os.pathsep.join([str(Path(interp.path).parent), "/usr/local/bin", "/usr/bin",
-                                "/bin"])
-        return {
-            "PATH": path, "HOME": str(home), "TMPDIR": str(tmp), "LANG": "C.UTF-8",
-            "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1",
-        }
-
-    def _pip_wheel(self, interp: Interpreter, claim: Claim, sdist: Path, work: Path,
-                   lost: threading.Event) -> tuple[str, bytes, int, bool]:
-        out = work / "out"
-        out.mkdir()
-        cmd = [interp.path, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-v",
-               "--index-url", self.upstream, "--wheel-dir", str(out), str(sdist)]
-        log_path = work / "build.log"
-        limit = self.cfg.build_memory
-        with log_path.open("wb") as log:
-            # No preexec_fn: forking with the heartbeat thread running is unsafe.
-            proc = subprocess.Popen(cmd, cwd=work, env=self._env(interp, work), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-            try:
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
-            except (ProcessLookupError, PermissionError):
-                pass
-            status = self._wait(proc, lost)
-        text, size, truncated = buildlog.capped(log_path, self.cfg.log_limit)
-        if status == "success" and proc.returncode != 0:
-            status = "failed"
-            if any(m in text for m in _MISSING_DEP):
-                status = "missing-build-dependency"
-            elif b"MemoryError" in text:
-                status = "out-of-memory"
-        if status == "timeout":
-            text += f"\n[piwheels] killed after {self.cfg.build_timeout}s timeout\n".encode()
-        return status, text, size, truncated
-
-    def _wait(self, proc: subprocess.Popen, lost: threading.Event) -> str:
-        """Wait for the build; kill its whole process group on timeout or lost lease."""
-        deadline = time.monotonic() + self.cfg.build_timeout
-        while True:
-            try:
-                proc.wait(timeout=0.5)
-                _killpg(proc.pid)  # anything it left running dies with it
-                return "success"
-            except subprocess.TimeoutExpired:
-                pass
-            if time.monotonic() > deadline or lost.is_set():
-                _killpg(proc.pid)
-                proc.wait()
-                return "timeout" if not lost.is_set() else "infrastructure"
-
     def _verify_and_store(self, interp: Interpreter, claim: Claim, out: Path) -> list[dict]:
-        built = sorted(out.glob("*.whl"))
+        built = sorted(p for p in out.iterdir() if p.suffix == ".whl" and p.is_file()
+                       and not p.is_symlink())
         if not built:
             raise WheelRejected("pip reported success but produced no wheel")
         records = []
@@ -272,6 +257,7 @@ class Builder:
             meta_sha = self.store.put_metadata(claim.package, info.filename, info.metadata)
             rec = info.record()
             rec["metadata_sha256"] = meta_sha
+            rec["dependencies"] += elfdeps.dependencies(path)
             records.append(rec)
             for alias in self.store.alias_names(info.filename, self.cfg.platform_aliases):
                 if self.store.alias(claim.package, info.filename, alias):
@@ -285,11 +271,66 @@ class Builder:
             return not cur.fetchone()[0]
 
 
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+_OOM = (b"MemoryError", b"Cannot allocate memory", b"virtual memory exhausted",
+        b"out of memory", b"std::bad_alloc")
+_MISSING = (b"ModuleNotFoundError: No module named", b"ImportError: No module named",
+            b"No matching distribution found", b"Could not find a version that satisfies")
+_MISSING_HEADER = re.compile(rb"fatal error: [^\n]*\.h: No such file or directory")
+_NETWORK = (b"NewConnectionError", b"Max retries exceeded", b"Temporary failure in name",
+            b"Connection refused", b"ReadTimeoutError")
+
+
+def _classify(result: RunResult, fetching: bool = False) -> str:
+    """Whose fault a failed run was: the package's (failed, missing-build-dependency,
+    timeout, out-of-memory) or the farm's (infrastructure: retried)."""
+    if result.reason == "timeout":
+        return "timeout"
+    if result.reason == "memory":
+        return "out-of-memory"
+    if result.reason == "lost":
+        return "infrastructure"
+    if result.reason == "disk":
+        return "failed"
+    if result.returncode == 0:
+        return "success"
+    if result.returncode is None:
+        return "infrastructure"  # the sandbox itself could not start
+    text = result.log
+    if any(m in text for m in _NETWORK) and fetching:
+        return "infrastructure"
+    if any(m in text for m in _MISSING) or _MISSING_HEADER.search(text):
+        return "missing-build-dependency"
+    if any(m in text for m in _OOM):
+        return "out-of-memory"
+    return "infrastructure" if fetching else "failed"
+
+
+class _Log:
+    """The log of one build: each sandboxed step's output under a header."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.printed = 0
+        self.truncated = False
+
+    def add(self, title: str, result: RunResult) -> None:
+        self.parts.append(f"[piwheels] == {title} ==\n".encode())
+        self.parts.append(result.log)
+        self.printed += result.printed
+        self.truncated |= result.truncated
+        end = {"exit": f"exit status {result.returncode}",
+               "timeout": "killed at the build timeout",
+               "memory": "killed at the memory cap",
+               "disk": "killed at the disk cap of the build directory",
+               "lost": "stopped: the build's lease was lost"}[result.reason]
+        self.parts.append(f"\n[piwheels] {end} after {result.elapsed:.1f}s\n".encode())
+
+    def note(self, text: str) -> None:
+        self.parts.append(f"[piwheels] {text}\n".encode())
+
+    def outcome(self, status: str, start: float, files: list[dict] | None = None) -> Outcome:
+        return Outcome(status, time.monotonic() - start, b"".join(self.parts), files or [],
+                       self.printed, self.truncated)
 
 
 class _Heartbeat(threading.Thread):

@@ -159,6 +159,26 @@ def cmd_status(cfg: configmod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    import gzip
+
+    conn = _conn(cfg)
+    with conn.cursor() as cur:
+        cur.execute("SELECT b.package, b.version, b.abi_tag, b.status, l.log, l.size, l.truncated"
+                    " FROM builds b LEFT JOIN build_logs l USING (build_id)"
+                    " WHERE b.build_id = %s", (args.build_id,))
+        row = cur.fetchone()
+    conn.close()
+    if row is None:
+        raise PiwheelsError(f"log: no build {args.build_id}; see 'piwheels status'")
+    package, version, abi, status, log, size, truncated = row
+    print(f"# build {args.build_id}: {package} {version} {abi}: {status}"
+          + (f" ({size:,} bytes printed, head and tail kept)" if truncated else ""))
+    if log is not None:
+        sys.stdout.write(gzip.decompress(bytes(log)).decode("utf-8", "replace"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="piwheels", description=__doc__)
     ap.add_argument("--config", help=f"TOML configuration file (default: ${configmod.ENV_VAR})")
@@ -185,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("log", help="print the log of one build")
+    p.add_argument("build_id", type=int)
+    p.set_defaults(func=cmd_log)
     p = sub.add_parser("status", help="what the farm is doing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)

@@ -38,6 +38,11 @@ class Config:
     pythons: list[str] = field(default_factory=list)
     build_timeout: int = 3600
     build_memory: int = 2 << 30
+    build_disk: int = 4 << 30
+    build_pids: int = 1024
+    build_user: str = "piwheels-build"
+    build_network: str = "offline"
+    sandbox: str = "auto"
     log_limit: int = 2 << 20
     builder_name: str = ""
     platform_aliases: dict[str, list[str]] = field(
@@ -69,6 +74,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pythons": (list,),
     "build_timeout": (int,),
     "build_memory": (str, int),
+    "build_disk": (str, int),
+    "build_pids": (int,),
+    "build_user": (str,),
+    "build_network": (str,),
+    "sandbox": (str,),
     "log_limit": (str, int),
     "builder_name": (str,),
     "platform_aliases": (dict,),
@@ -104,6 +114,12 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
     cfg.www = (base / str(data.get("www", "www"))).resolve()
     cfg.build_memory = parse_size(data.get("build_memory", cfg.build_memory), "build_memory")
     cfg.log_limit = parse_size(data.get("log_limit", cfg.log_limit), "log_limit")
+    cfg.build_disk = parse_size(data.get("build_disk", cfg.build_disk), "build_disk")
+    for key, allowed in (("sandbox", ("auto", "bubblewrap", "none")),
+                         ("build_network", ("offline", "online"))):
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"config: {key} must be one of {', '.join(allowed)}{where}, "
+                              f"not {getattr(cfg, key)!r}")
     if not all(isinstance(p, str) for p in cfg.pythons):
         raise ConfigError(f"config: pythons must be a list of interpreter paths or names{where}")
     for plat, aliases in cfg.platform_aliases.items():
@@ -115,7 +131,8 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError(
             f"config: yanked must be \"skip\" or \"build\"{where}, not {cfg.yanked!r}"
         )
-    for key in ("build_timeout", "lease_seconds", "sync_workers", "retry_delay"):
+    for key in ("build_timeout", "lease_seconds", "sync_workers", "retry_delay", "build_pids",
+                "build_memory", "build_disk", "log_limit"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config: {key} must be positive{where}")
     if not cfg.builder_name:

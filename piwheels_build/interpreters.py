@@ -33,6 +33,7 @@ print(json.dumps({
     "platform": sysconfig.get_platform(),
     "pip": pipv,
     "executable": sys.executable,
+    "prefix": sys.base_prefix,
 }))
 """
 
@@ -46,6 +47,7 @@ class Interpreter:
     abi_tag: str
     platform_tag: str
     pip_version: str
+    prefix: str = "/usr"
 
     @property
     def pyver(self) -> tuple[int, int]:
@@ -70,7 +72,7 @@ def probe(path: str) -> Interpreter | None:
     abi = "cp" + data["soabi"].split("-")[1]
     platform = data["platform"].replace("-", "_").replace(".", "_")
     return Interpreter(path=data["executable"], version=tuple(data["version"]), abi_tag=abi,
-                       platform_tag=platform, pip_version=data["pip"])
+                       platform_tag=platform, pip_version=data["pip"], prefix=data["prefix"])
 
 
 def _candidates() -> list[str]:

@@ -20,6 +20,12 @@ if ((${#missing[@]})); then
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Builds run as this unprivileged user when the builder runs as root.
+if [ "$(id -u)" -eq 0 ] && ! id piwheels-build >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+        piwheels-build
+fi
+
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
 if [ ! -x "$ROOT/.venv/bin/python" ]; then

@@ -8,10 +8,10 @@ cd "$ROOT"
 # Build requirements the tests' local upstream index serves to pip (the tests
 # themselves never leave loopback).
 FIXTURES="$ROOT/.cache/fixture-wheels"
-if ! ls "$FIXTURES"/setuptools-*.whl >/dev/null 2>&1; then
+if ! ls "$FIXTURES"/setuptools-*.whl "$FIXTURES"/wheel-*.whl >/dev/null 2>&1; then
     mkdir -p "$FIXTURES"
     .venv/bin/python -m pip download -q --only-binary :all: --no-deps -d "$FIXTURES" \
-        "setuptools==84.2.1"
+        "setuptools==84.2.1" "wheel==0.45.1"
 fi
 export PIWHEELS_FIXTURE_WHEELS="$FIXTURES"
 .venv/bin/ruff check .

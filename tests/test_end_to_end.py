@@ -5,17 +5,16 @@ install with real pip (and uv) from it."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+from farm import Farm, clean_env, query, sdist, show_failures
 from fixture_packages import abi3_extension, c_extension, pure
 from upstream_server import FakeUpstream
 
@@ -25,36 +24,6 @@ from piwheels_build.serve import make_server
 pytestmark = pytest.mark.slow
 
 FIXTURE_WHEELS = os.environ.get("PIWHEELS_FIXTURE_WHEELS", "")
-
-
-def _sdist(name: str, version: str, files: dict[str, str]) -> tuple[str, bytes]:
-    """A real sdist: PKG-INFO, pyproject.toml and the given files."""
-    root = f"{name}-{version}"
-    members = {
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        "pyproject.toml": (
-            '[build-system]\nrequires = ["setuptools>=61"]\n'
-            'build-backend = "setuptools.build_meta"\n\n'
-            f'[project]\nname = "{name}"\nversion = "{version}"\n'
-            'requires-python = ">=3.8"\ndependencies = ["six>=1.0"]\n'
-        ),
-        **files,
-    }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path, text in members.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{root}/{path}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return f"{root}.tar.gz", buf.getvalue()
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The machine's ambient pip configuration must not leak into checks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", **extra)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -68,33 +37,10 @@ def pythons():
 @pytest.fixture(scope="module")
 def setuptools_wheel() -> Path:
     wheels = sorted(Path(FIXTURE_WHEELS).glob("setuptools-*.whl")) if FIXTURE_WHEELS else []
-    if not wheels:
+    if not wheels or not list(Path(FIXTURE_WHEELS).glob("wheel-*.whl")):
         pytest.fail("no setuptools wheel for the test upstream: run the tests with "
                     "scripts/test.sh, which fetches it into .cache/fixture-wheels")
     return wheels[-1]
-
-
-class Farm:
-    """Run the piwheels CLI as a user would, against one config file."""
-
-    def __init__(self, tmp: Path, dsn: str, upstream: str, pythons) -> None:
-        self.www = tmp / "www"
-        self.config = tmp / "piwheels.toml"
-        self.config.write_text(
-            f'database = "{dsn}"\nupstream = "{upstream}"\nwww = "{self.www}"\n'
-            f"pythons = {json.dumps([p.path for p in pythons])}\n"
-            "build_timeout = 300\nlease_seconds = 60\n"
-            # This machine's platform stands in for linux_armv7l: same rule, same code.
-            f'[platform_aliases]\n{pythons[0].platform_tag} = ["linux_armv6l"]\n'
-        )
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, "-m", "piwheels_build.cli", "--config", str(self.config), *args],
-            capture_output=True, text=True, timeout=1200, env=_clean_env(),
-        )
-        assert proc.returncode == 0, f"piwheels {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-        return proc
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +51,8 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
     dsn = pg_cluster.dsn("e2e")
     up = FakeUpstream()
     up.start()
-    up.add_file("setuptools", setuptools_wheel.name, setuptools_wheel.read_bytes())
+    for whl in sorted(setuptools_wheel.parent.glob("*.whl")):  # setuptools, wheel
+        up.add_file(whl.name.split("-")[0], whl.name, whl.read_bytes())
     for name, version, files in [
         ("purepkg", "1.0", pure("purepkg", "purepkg")),
         ("purepkg", "2.0rc1", pure("purepkg", "purepkg")),
@@ -116,7 +63,7 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
         ("yankme", "1.1", pure("yankme", "yankme")),
         ("gone", "1.0", pure("gone", "gone")),
     ]:
-        fn, data = _sdist(name, version, files)
+        fn, data = sdist(name, version, files)
         up.add_file(name, fn, data)
     up.yank(("yankme", "1.1"))
     up.add_file("binonly", "binonly-1.0-py3-none-any.whl", b"not built by us")
@@ -124,6 +71,7 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
     farm.run("initdb")
     farm.run("sync")
     build = farm.run("build")
+    show_failures(dsn)
     farm.run("index", "--full")
     server = make_server(farm.www, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -134,28 +82,18 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
     up.stop()
 
 
-def _query(dsn: str, sql: str, *args):
-    import psycopg2
-
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        rows = cur.fetchall()
-    conn.close()
-    return rows
-
-
 def test_pure_wheel_built_once(wave):
-    rows = _query(wave["dsn"], "SELECT f.filename, b.abi_tag FROM files f JOIN builds b "
+    rows = query(wave["dsn"], "SELECT f.filename, b.abi_tag FROM files f JOIN builds b "
                   "USING (build_id) WHERE f.package = 'purepkg' AND f.version = '1.0'")
     assert len(rows) == 1 and rows[0][0] == "purepkg-1.0-py3-none-any.whl"
-    builds = _query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'purepkg' "
+    builds = query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'purepkg' "
                     "AND version = '1.0'")
     assert builds[0][0] == 1
 
 
 def test_c_extension_built_for_both_abis(wave):
     abis = {p.abi_tag for p in wave["pythons"]}
-    rows = _query(wave["dsn"], "SELECT abi_tag FROM files WHERE package = 'cext'")
+    rows = query(wave["dsn"], "SELECT abi_tag FROM files WHERE package = 'cext'")
     assert {r[0] for r in rows} == abis
     for abi in abis:
         wheel = wave["farm"].www / "simple" / "cext" / \
@@ -164,28 +102,28 @@ def test_c_extension_built_for_both_abis(wave):
 
 
 def test_abi3_wheel_covers_newer_abi(wave):
-    rows = _query(wave["dsn"], "SELECT python_tag, abi_tag FROM files "
+    rows = query(wave["dsn"], "SELECT python_tag, abi_tag FROM files "
                   "WHERE package = 'limited' AND alias_of IS NULL")
     assert rows == [("cp39", "abi3")]
-    assert _query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'limited'")[0][0] == 1
+    assert query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'limited'")[0][0] == 1
 
 
 def test_skips_recorded(wave):
-    rows = dict(_query(wave["dsn"], "SELECT package || ' ' || version, skip_reason FROM versions"
+    rows = dict(query(wave["dsn"], "SELECT package || ' ' || version, skip_reason FROM versions"
                        " WHERE skip_reason IS NOT NULL"))
     assert rows == {"binonly 1.0": "binary-only", "yankme 1.1": "yanked",
-                    "setuptools 84.2.1": "binary-only"}
+                    "setuptools 84.2.1": "binary-only", "wheel 0.45.1": "binary-only"}
 
 
 def test_requirements_recorded_as_dependencies(wave):
-    rows = _query(wave["dsn"], "SELECT DISTINCT tool, dependency FROM dependencies d "
+    rows = query(wave["dsn"], "SELECT DISTINCT tool, dependency FROM dependencies d "
                   "JOIN files f USING (filename) WHERE f.package = 'cext'")
     assert rows == [("pip", "six>=1.0")]
 
 
 def test_platform_alias_published_with_same_hash(wave):
     plat = wave["pythons"][0].platform_tag
-    rows = _query(wave["dsn"], "SELECT filename, alias_of, sha256 FROM files "
+    rows = query(wave["dsn"], "SELECT filename, alias_of, sha256 FROM files "
                   "WHERE package = 'cext' ORDER BY filename")
     real = {f: h for f, a, h in rows if a is None}
     aliases = [(f, a, h) for f, a, h in rows if a is not None]
@@ -219,7 +157,7 @@ def test_index_json_attributes(wave):
 
 def _venv(python: str, where: Path) -> Path:
     subprocess.run([python, "-m", "venv", str(where)], check=True, capture_output=True,
-                   env=_clean_env())
+                   env=clean_env())
     return where / "bin" / "python"
 
 
@@ -232,7 +170,7 @@ def test_pip_installs_from_the_farm(wave, which):
         [str(py), "-m", "pip", "install", "--no-cache-dir", "--only-binary", ":all:",
          "--no-deps", "--index-url", wave["index"], "--report", str(report),
          "cext", "limited", "purepkg", "Foo_Bar.baz"],
-        capture_output=True, text=True, env=_clean_env(),
+        capture_output=True, text=True, env=clean_env(),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     urls = [i["download_info"]["url"] for i in json.loads(report.read_text())["install"]]
@@ -248,9 +186,9 @@ def test_pip_pre_release_needs_pre(wave):
     py = _venv(wave["pythons"][0].path, wave["tmp"] / "venvpre")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-cache-dir", "--no-deps",
                     "--pre", "--index-url", wave["index"], "purepkg"], check=True,
-                   env=_clean_env(), capture_output=True)
+                   env=clean_env(), capture_output=True)
     out = subprocess.run([str(py), "-m", "pip", "show", "purepkg"], capture_output=True,
-                         text=True, env=_clean_env())
+                         text=True, env=clean_env())
     assert "Version: 2.0rc1" in out.stdout
 
 
@@ -259,7 +197,7 @@ def test_uv_installs_from_the_farm(wave):
     if not Path(uv).exists():
         pytest.skip("uv is not installed")
     venv = wave["tmp"] / "uvvenv"
-    env = _clean_env(UV_CACHE_DIR=str(wave["tmp"] / "uvcache"))
+    env = clean_env(UV_CACHE_DIR=str(wave["tmp"] / "uvcache"))
     subprocess.run([uv, "venv", "-q", "--python", wave["pythons"][1].path, str(venv)],
                    check=True, env=env, capture_output=True)
     proc = subprocess.run([uv, "pip", "install", "--python", str(venv / "bin" / "python"),
