@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import _common
 import _synth
@@ -175,6 +174,21 @@ def main() -> None:
         report.add("claim_plus_finish", summary_ms(both))
         report.add("serial_builds_per_s", round(len(both) / sum(both), 1), "/s")
 
+        # -- indexes: size and use during the claim loop ----------------------------------------
+        cur.execute("SELECT pg_stat_force_next_flush()")
+        cur.execute("""
+            SELECT s.relname, s.indexrelname, pg_relation_size(s.indexrelid), s.idx_scan
+            FROM pg_stat_user_indexes s
+            WHERE s.relname IN ('queue', 'builds', 'files', 'versions', 'upstream_files',
+                                'abi_skips', 'index_dirty', 'builders', 'packages')
+            ORDER BY s.relname, s.indexrelname""")
+        idx_rows = cur.fetchall()
+        print("---- indexes (size, scans during the claim/finish loop)")
+        for rel, name, size, scans in idx_rows:
+            print(f"    {rel:15} {name:28} {size / 2**20:9.1f} MiB {scans:10,} scans")
+        report.add("indexes", {name: {"mib": round(size / 2**20, 1), "scans": scans}
+                               for _, name, size, scans in idx_rows})
+
         # -- plans -----------------------------------------------------------------------------
         plans = {}
         for title, sql, params in (
@@ -196,21 +210,6 @@ def main() -> None:
             plans[title] = plan_summary(lines)
         report.add("plans", plans)
 
-        # -- indexes: size and use during the claim loop ----------------------------------------
-        cur.execute("SELECT pg_stat_force_next_flush()")
-        cur.execute("""
-            SELECT s.relname, s.indexrelname, pg_relation_size(s.indexrelid), s.idx_scan
-            FROM pg_stat_user_indexes s
-            WHERE s.relname IN ('queue', 'builds', 'files', 'versions', 'upstream_files',
-                                'abi_skips', 'index_dirty', 'builders', 'packages')
-            ORDER BY s.relname, s.indexrelname""")
-        idx_rows = cur.fetchall()
-        print("---- indexes (size, scans during the claim/finish loop)")
-        for rel, name, size, scans in idx_rows:
-            print(f"    {rel:15} {name:28} {size / 2**20:9.1f} MiB {scans:10,} scans")
-        report.add("indexes", {name: {"mib": round(size / 2**20, 1), "scans": scans}
-                               for _, name, size, scans in idx_rows})
-        time.sleep(0)
         conn.close()
     report.finish()
 
