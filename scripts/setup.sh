@@ -32,10 +32,11 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
     echo "setup: creating $ROOT/.venv" >&2
     "$PY" -m venv "$ROOT/.venv"
 fi
-stamp="$ROOT/.venv/.piwheels-installed"
+EXTRAS="${PIWHEELS_EXTRAS:-test}"
+stamp="$ROOT/.venv/.piwheels-installed-${EXTRAS//,/-}"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo "setup: installing piwheels-build into .venv" >&2
     "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[${PIWHEELS_EXTRAS:-test}]"
+    "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
     touch "$stamp"
 fi

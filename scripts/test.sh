@@ -3,7 +3,9 @@
 # end-to-end builds with real pip and uv). Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
+# The fleet extra (ansible, molecule, testinfra, fabric) is needed by the
+# Ansible module tests.
+PIWHEELS_EXTRAS=test,fleet bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 # Build requirements the tests' local upstream index serves to pip (the tests
 # themselves never leave loopback).
