@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -497,6 +498,9 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
     from .interpreters import resolve
 
     cfg = configmod.load(config)
+    # Directories made in the store stay group-writable for the master's index writer,
+    # as the builder service's UMask=0002 keeps them.
+    os.umask(0o002)
     interps = resolve(cfg.pythons)
     info = [{"abi": i.abi_tag, "platform": i.platform_tag, "path": i.path} for i in interps]
     if check:
