@@ -221,7 +221,7 @@ class Builder:
         limits = Limits(timeout=remaining, memory=self.cfg.build_memory,
                         disk=self.cfg.build_disk, log=self.cfg.log_limit,
                         pids=self.cfg.build_pids)
-        readonly = sorted({interp.prefix, str(Path(interp.path).parent)})
+        readonly = sorted({interp.prefix, _interpreter_home(interp.path)})
         return self.box.run(argv, work, env=self.box.env(work), network=network,
                             readonly=readonly, limits=limits, lost=lost)
 
@@ -269,6 +269,13 @@ class Builder:
         with self.conn.cursor() as cur:
             cur.execute("SELECT file_is_recorded(%s)", (filename,))
             return not cur.fetchone()[0]
+
+
+def _interpreter_home(path: str) -> str:
+    """The directory a build must see for this interpreter: a venv's root (with its
+    pyvenv.cfg) or the directory of the executable."""
+    bindir = Path(path).parent
+    return str(bindir.parent if (bindir.parent / "pyvenv.cfg").exists() else bindir)
 
 
 _OOM = (b"MemoryError", b"Cannot allocate memory", b"virtual memory exhausted",

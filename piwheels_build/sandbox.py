@@ -336,8 +336,9 @@ class Sandbox:
     def _readonly_args(self, paths: list[str]) -> list[str]:
         """Make interpreter prefixes under hidden directories visible again, read-only."""
         args: list[str] = []
+        roots = [*self.hide, "/tmp"]  # /tmp is a fresh tmpfs inside, so it hides too
         for path in paths:
-            hidden = [h for h in self.hide if path.startswith(h.rstrip("/") + "/")]
+            hidden = [h for h in roots if path.startswith(h.rstrip("/") + "/")]
             if not hidden:
                 continue
             top = Path(min(hidden, key=len))
