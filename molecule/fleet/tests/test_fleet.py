@@ -1,0 +1,186 @@
+"""testinfra checks of the converged lab fleet after one build wave
+(molecule/fleet): services, the store mount, wheels for both ABIs, the
+queue rules as the farm applied them, and a real pip install on a client."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+LAB = os.environ.get("PIWHEELS_LAB_DIR") or "/run/piwheels-lab"
+INVENTORY = yaml.safe_load((ROOT / "inventory" / "lab" / "hosts.yml").read_text())
+GROUPS = INVENTORY["all"]["children"]
+STORE = "/srv/piwheels/www/simple"
+
+
+def _address(name: str) -> str:
+    def walk(node):
+        hosts = node.get("hosts") or {}
+        if hosts.get(name) and "ansible_host" in hosts[name]:
+            return hosts[name]["ansible_host"]
+        for child in (node.get("children") or {}).values():
+            found = walk(child)
+            if found:
+                return found
+        return None
+    return walk(INVENTORY["all"])
+
+
+def _host(name: str):
+    return testinfra.get_host(f"ssh://{_address(name)}", ssh_config=f"{LAB}/ssh_config")
+
+
+def _names(group: str) -> list[str]:
+    node = GROUPS[group]
+    names = list(node.get("hosts") or {})
+    for child in (node.get("children") or {}).values():
+        names += list(child.get("hosts") or {})
+    return names
+
+
+MASTER = _names("master")[0]
+WEB = _names("webserver")[0]
+BUILDERS = _names("builders")
+CLIENT = _names("clients")[0]
+
+
+@pytest.fixture(scope="module")
+def master():
+    return _host(MASTER)
+
+
+def _sql(master, query: str) -> list[list[str]]:
+    out = master.check_output(f"runuser -u postgres -- psql -d piwheels -AtF '|' -c \"{query}\"")
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+# -- the master --------------------------------------------------------------------
+
+@pytest.mark.parametrize("unit", ["postgresql", "piwheels-index.service", "piwheels-sync.timer",
+                                  "ssh", "nginx"])
+def test_master_services_running(master, unit):
+    svc = master.service(unit)
+    assert svc.is_running, unit
+    assert svc.is_enabled, unit
+
+
+def test_store_account_is_sftp_only_and_chrooted(master):
+    account = master.user("piwheels-store")
+    assert account.shell == "/usr/sbin/nologin"
+    root = master.file("/srv/piwheels")
+    assert root.user == "root" and root.mode == 0o755
+    www = master.file("/srv/piwheels/www")
+    assert www.group == "piwheels" and www.mode & 0o2070 == 0o2070
+    config = master.check_output("sshd -T -C user=piwheels-store,host=x,addr=10.77.0.21")
+    assert "chrootdirectory /srv/piwheels" in config
+    assert "forcecommand internal-sftp" in config
+
+
+def test_builder_logins_cannot_read_tables(master):
+    rows = _sql(master, "SELECT r.rolname FROM pg_roles r JOIN pg_auth_members m ON"
+                        " m.member = r.oid JOIN pg_roles g ON g.oid = m.roleid"
+                        " WHERE g.rolname = 'piwheels_builder' ORDER BY 1")
+    assert [r[0] for r in rows] == sorted(f"builder_{b}" for b in BUILDERS)
+    rows = _sql(master, "SELECT has_table_privilege('builder_pwb1', 'packages', 'SELECT')")
+    assert rows == [["f"]]
+
+
+# -- builders -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_builder_service_and_store_mount(name):
+    host = _host(name)
+    assert host.service("piwheels-builder.service").is_running
+    mount = host.mount_point("/srv/piwheels/www")
+    assert mount.exists and mount.filesystem == "fuse.sshfs"
+    assert mount.device.startswith("piwheels-store@")
+    assert host.file("/srv/piwheels/www/simple/index.html").exists  # the store through sshfs
+    assert host.file("/etc/piwheels/piwheels.toml").mode == 0o640
+    assert host.user("piwheels-build").shell == "/usr/sbin/nologin"
+
+
+@pytest.mark.parametrize(("name", "version"), [("pwb1", "3.11"), ("pwt1", "3.13")])
+def test_builders_have_their_release_python(name, version):
+    host = _host(name)
+    out = host.check_output("/opt/piwheels/pythons/python%s/bin/python -c "
+                            "'import sys; print(sys.version)'", version)
+    assert out.startswith(version + ".")
+
+
+def test_store_key_cannot_get_a_shell():
+    host = _host(BUILDERS[0])
+    cmd = host.run("ssh -F /dev/null -i /root/.ssh/piwheels_store -o BatchMode=yes "
+                   "-o UserKnownHostsFile=/etc/piwheels/known_hosts -o ConnectTimeout=5 "
+                   "piwheels-store@%s id", _address(MASTER))
+    assert "uid=" not in cmd.stdout
+
+
+# -- what the wave built ---------------------------------------------------------------
+
+def test_builders_registered_both_abis(master):
+    rows = _sql(master, "SELECT name, abi_tag FROM builders ORDER BY 1")
+    assert rows == [["pwb1", "cp311"], ["pwt1", "cp313"]]
+
+
+def test_pure_wheel_built_once(master):
+    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetpure'")
+    assert rows == [["cp311", "success"]]
+    files = master.check_output(f"ls {STORE}/fleetpure").split()
+    assert [f for f in files if f.endswith(".whl")] == ["fleetpure-1.0-py3-none-any.whl"]
+
+
+def test_c_extension_built_for_both_abis(master):
+    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetcext'"
+                        " ORDER BY 1")
+    assert rows == [["cp311", "success"], ["cp313", "success"]]
+    files = master.check_output(f"ls {STORE}/fleetcext").split()
+    wheels = sorted(f for f in files if f.endswith(".whl"))
+    assert [w.split("-")[2:4] for w in wheels] == [["cp311", "cp311"], ["cp313", "cp313"]]
+    assert all(f"{w}.metadata" in files for w in wheels)
+
+
+def test_abi3_wheel_covers_the_newer_abi(master):
+    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetabi3'")
+    assert rows == [["cp311", "success"]]
+
+
+def test_nothing_left_in_the_queue(master):
+    assert _sql(master, "SELECT count(*) FROM queue") == [["0"]]
+    assert _sql(master, "SELECT count(*) FROM index_dirty") == [["0"]]
+
+
+# -- the webserver and a client ------------------------------------------------------
+
+def test_webserver_negotiates_pep691(master):
+    web = _host(WEB)
+    url = "http://127.0.0.1/simple/fleetcext/"
+    head = web.check_output("python3 -c \"import urllib.request as u; r = u.urlopen(u.Request("
+                            "'%s', headers={'Accept': 'application/vnd.pypi.simple.v1+json'})); "
+                            "print(r.headers['Content-Type']); print(r.read().decode())\"", url)
+    ctype, body = head.split("\n", 1)
+    assert ctype.startswith("application/vnd.pypi.simple.v1+json")
+    data = json.loads(body)
+    assert len(data["files"]) == 2
+    html = web.check_output("python3 -c \"import urllib.request as u; "
+                            "print(u.urlopen('%s').headers['Content-Type'])\"", url)
+    assert html.startswith("text/html")
+
+
+def test_pip_install_on_the_client():
+    client = _host(CLIENT)
+    assert "index-url = http://" in client.file("/etc/pip.conf").content_string
+    client.run("rm -rf /tmp/piwheels-venv")
+    client.check_output("python3 -m venv /tmp/piwheels-venv")
+    out = client.check_output("/tmp/piwheels-venv/bin/pip install --disable-pip-version-check "
+                              "--no-cache-dir fleetpure fleetcext fleetabi3")
+    assert "Successfully installed" in out
+    got = client.check_output("/tmp/piwheels-venv/bin/python -c 'import fleetcext, fleetabi3, "
+                              "fleetpure; print(fleetcext.add(2, 3), fleetabi3.add(1, 1), "
+                              "fleetpure.VALUE)'")
+    assert got.split() == ["5", "2", "42"]
