@@ -14,8 +14,9 @@ same parallelism (``--jobs``, default 2):
   sandbox mode the builder offers (``sandbox = "none"`` and
   ``"bubblewrap"``), each wave in a fresh database and www/.
 
-The plain loop runs before and after the farm waves; the ratio is the farm's
-build phase over the mean of the two plain loops. Without the fixtures it
+The machine is shared, so the run is ``--rounds`` rounds (default 3) of a
+plain loop followed by the farm waves; each ratio is taken within a round
+and the median over the rounds is reported. Without the fixtures it
 falls back to small generated pure packages and says so.
 
     bash bench/fetch_fixtures.sh                 # once, the only step that uses the network
@@ -150,6 +151,7 @@ def farm_wave(items: list[tuple[str, str, bytes]], url: str, jobs: int, report: 
 def main() -> None:
     ap = _common.parser(__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=2, help="builds at a time (both sides)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of plain + farm waves")
     args = ap.parse_args()
     report = Report("builds", args)
     items = sdists(args.quick, report)
@@ -161,6 +163,7 @@ def main() -> None:
     else:
         report.note("this builder has no 'sandbox' setting: the sandbox's cost is not measured")
 
+    rounds = 1 if args.quick else args.rounds
     with FakeUpstream() as fake, tempfile.TemporaryDirectory(prefix="bench-plain-") as tmp:
         for name, fn, data in items:
             fake.add_file(name, fn, data)
@@ -168,47 +171,62 @@ def main() -> None:
             fake.add_file(w.name.split("-")[0], w.name, w.read_bytes())
         report.add("packages", [n for n, _, _ in items])
         report.add("jobs", args.jobs)
+        report.add("rounds", rounds)
         report.add("python", subprocess.run([PYTHON, "--version"], capture_output=True,
                                             text=True).stdout.strip())
+        # Rounds of (plain loop, then each farm mode): the machine is shared, so each ratio
+        # is taken within a round and the median over rounds is reported.
+        plains: list[dict] = []
+        waves: dict[str, list[dict]] = {}
+        for r in range(rounds):
+            plain = plain_loop(items, fake.url, args.jobs, Path(tmp))
+            plains.append(plain)
+            report.log(f"round {r + 1}: plain pip wheel loop {plain['wall']:.1f}s")
+            if plain["failed"]:
+                report.note(f"plain pip wheel failed for {plain['failed']}")
+            for mode in modes:
+                label = f"farm_sandbox_{mode}" if mode else "farm"
+                w = farm_wave(items, fake.url, args.jobs, report, args, mode)
+                waves.setdefault(label, []).append(w)
+                report.log(f"round {r + 1}: {label}: sync {w['sync']:.1f}s, build "
+                           f"{w['build']:.1f}s, index {w['index']:.1f}s")
 
-        plain1 = plain_loop(items, fake.url, args.jobs, Path(tmp))
-        report.log(f"plain pip wheel loop: {plain1['wall']:.1f}s")
-        waves = {}
-        for mode in modes:
-            label = f"farm_sandbox_{mode}" if mode else "farm"
-            waves[label] = farm_wave(items, fake.url, args.jobs, report, args, mode)
-            w = waves[label]
-            report.log(f"{label}: sync {w['sync']:.1f}s, build {w['build']:.1f}s, "
-                       f"index {w['index']:.1f}s")
-        plain2 = plain_loop(items, fake.url, args.jobs, Path(tmp)) if not args.quick else plain1
-        if not args.quick:
-            report.log(f"plain pip wheel loop again: {plain2['wall']:.1f}s")
+    def median(values: list[float]) -> float:
+        v = sorted(values)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
-    plain_wall = (plain1["wall"] + plain2["wall"]) / 2
-    report.add("plain_wall_s", round(plain_wall, 2), "s")
-    report.add("plain_runs_s", [round(plain1["wall"], 2), round(plain2["wall"], 2)])
-    if plain1["failed"]:
-        report.note(f"plain pip wheel failed for {plain1['failed']}")
+    report.add("plain_wall_s", [round(p["wall"], 2) for p in plains], "s")
     first = None
-    for label, w in waves.items():
-        report.add(f"{label}_sync_s", round(w["sync"], 2), "s")
-        report.add(f"{label}_build_s", round(w["build"], 2), "s")
-        report.add(f"{label}_index_s", round(w["index"], 2), "s")
-        report.add(f"{label}_status", w["status"])
-        report.add(f"{label}_ratio_build_to_plain", round(w["build"] / plain_wall, 3))
+    for label, ws in waves.items():
+        report.add(f"{label}_build_s", [round(w["build"], 2) for w in ws], "s")
+        report.add(f"{label}_sync_s", [round(w["sync"], 2) for w in ws], "s")
+        report.add(f"{label}_index_s", [round(w["index"], 2) for w in ws], "s")
+        report.add(f"{label}_status", ws[-1]["status"])
+        report.add(f"{label}_ratio_build_to_plain",
+                   round(median([w["build"] / p["wall"]
+                                 for w, p in zip(ws, plains, strict=True)]), 3))
         report.add(f"{label}_ratio_wave_to_plain",
-                   round((w["sync"] + w["build"] + w["index"]) / plain_wall, 3))
-        per = {p: round(d or 0, 2) for p, d in w["per"].items()}
-        report.add(f"{label}_per_build_s", per)
+                   round(median([(w["sync"] + w["build"] + w["index"]) / p["wall"]
+                                 for w, p in zip(ws, plains, strict=True)]), 3))
+        per: dict[str, list[float]] = {}
+        for w in ws:
+            for pkg, d in w["per"].items():
+                per.setdefault(pkg, []).append(d or 0.0)
+        report.add(f"{label}_per_build_s", {k: round(median(v), 2) for k, v in per.items()})
         if first is None:
-            first = (label, w)
+            first = (label, ws, per)
         else:
-            extra = [(w["per"].get(p) or 0) - (first[1]["per"].get(p) or 0) for p in per]
+            extra = [median(v) - median(first[2].get(k, [0.0])) for k, v in per.items()]
             report.add(f"{label}_extra_per_build_s_vs_{first[0]}",
                        round(sum(extra) / max(1, len(extra)), 2), "s")
             report.add(f"{label}_ratio_build_to_{first[0]}",
-                       round(w["build"] / first[1]["build"], 3))
-    report.add("plain_per_build_s", {p: round(t, 2) for p, t in plain1["per"].items()})
+                       round(median([w["build"] / f["build"]
+                                     for w, f in zip(ws, first[1], strict=True)]), 3))
+    plain_per: dict[str, list[float]] = {}
+    for p in plains:
+        for k, t in p["per"].items():
+            plain_per.setdefault(k, []).append(t)
+    report.add("plain_per_build_s", {k: round(median(v), 2) for k, v in plain_per.items()})
     report.machine = report.machine or _common.machine()
     report.finish()
 

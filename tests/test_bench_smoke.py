@@ -23,7 +23,7 @@ EXPECTED = {
                        "claim", "finish", "plans"],
     "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench"],
     "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats"],
-    "builds.py": ["plain_wall_s", "packages"],
+    "builds.py": ["plain_wall_s", "packages", "rounds"],
     "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
     "sync_scale.py": ["first_list_phase_s", "first_project_rate_per_s", "first_peak_rss_mib",
                       "incremental_s"],
