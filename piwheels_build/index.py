@@ -373,8 +373,9 @@ def simple_json(package: str, files: list[Any], versions: dict[str, Any]) -> dic
             "hashes": {"sha256": f.sha256},
             "requires-python": f.requires_python,
             "yanked": _yanked(versions.get(f.version)),
+            # PEP 714: only the new key in JSON; pip 22.3-23.0 (Debian bookworm's pip)
+            # fails hard on any "dist-info-metadata" in the JSON form.
             "core-metadata": meta,
-            "dist-info-metadata": meta,
             "size": f.size,
             "upload-time": _iso(f.created_at),
         })

@@ -182,6 +182,21 @@ def test_pip_installs_from_the_farm(wave, which):
     assert out.stdout.split() == ["5", "9", "42"]
 
 
+def test_debian_bookworm_pip_reads_the_json_index(wave, tmp_path):
+    """pip 22.3-23.0 (bookworm's 23.0.1) crashes on a JSON "dist-info-metadata" (PEP 714)."""
+    system = Path("/usr/bin/python3")
+    probe = subprocess.run([str(system), "-m", "pip", "--version"], capture_output=True,
+                           text=True, env=clean_env())
+    if probe.returncode != 0:
+        pytest.skip("no system pip on this machine")
+    proc = subprocess.run(
+        [str(system), "-m", "pip", "download", "--no-cache-dir", "--no-deps", "--only-binary",
+         ":all:", "-d", str(tmp_path), "--index-url", wave["index"], "purepkg"],
+        capture_output=True, text=True, env=clean_env())
+    assert proc.returncode == 0, probe.stdout + proc.stdout + proc.stderr
+    assert (tmp_path / "purepkg-1.0-py3-none-any.whl").exists()
+
+
 def test_pip_pre_release_needs_pre(wave):
     py = _venv(wave["pythons"][0].path, wave["tmp"] / "venvpre")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-cache-dir", "--no-deps",
