@@ -71,7 +71,7 @@ step "ansible-lint"
 ansible-lint --format=pep8 -q playbooks/ roles/ inventory/ molecule/
 
 step "module unit tests"
-python -m pytest -q -p no:cacheprovider tests/test_ansible_modules.py
+python -m pytest -q -p no:cacheprovider tests/test_ansible_modules.py tests/test_admin.py
 
 step "molecule test -s fleet"
 if [ -n "${PIWHEELS_KEEP_LAB:-}" ]; then
