@@ -179,6 +179,38 @@ def cmd_log(cfg: configmod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _spec(text: str) -> tuple[str, str | None]:
+    name, sep, version = text.partition("==")
+    if not name or (sep and not version):
+        raise PiwheelsError(f"expected NAME or NAME==VERSION, not {text!r}")
+    return name, version or None
+
+
+def cmd_skip(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from . import admin
+
+    name, version = _spec(args.spec)
+    result = admin.skip(cfg.database, name, version, args.abi, args.note,
+                        state="absent" if args.undo else "present")
+    what = " ".join(x for x in (result["package"], result["version"], result["abi"]) if x)
+    verb = "unskipped" if args.undo else "skipped"
+    print(f"skip: {what} {verb}" if result["changed"] else f"skip: {what} unchanged")
+    return 0
+
+
+def cmd_rebuild(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from . import admin
+
+    name, version = _spec(args.spec)
+    if version is None:
+        raise PiwheelsError("rebuild: name a version, as NAME==VERSION")
+    result = admin.requeue(cfg.database, name, version, args.abi, args.priority)
+    queued = ", ".join(result["queued"]) or "nothing (already built or skipped)"
+    print(f"rebuild: {result['package']} {result['version']}: forgot {result['forgotten']} "
+          f"attempts; queued for {queued}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="piwheels", description=__doc__)
     ap.add_argument("--config", help=f"TOML configuration file (default: ${configmod.ENV_VAR})")
@@ -205,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("skip", help="an operator's skip of a package, version or ABI")
+    p.add_argument("spec", metavar="NAME[==VERSION]")
+    p.add_argument("--abi", help="only this ABI (needs a version)")
+    p.add_argument("--note", help="why, shown on the project page")
+    p.add_argument("--undo", action="store_true", help="lift the skip")
+    p.set_defaults(func=cmd_skip)
+    p = sub.add_parser("rebuild", help="forget failed attempts of a version and queue it again")
+    p.add_argument("spec", metavar="NAME==VERSION")
+    p.add_argument("--abi", help="only this ABI")
+    p.add_argument("--priority", type=int, default=0, help="build before newer releases")
+    p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("log", help="print the log of one build")
     p.add_argument("build_id", type=int)
     p.set_defaults(func=cmd_log)

@@ -68,3 +68,24 @@ def test_unreachable_upstream(tmp_path, dsn):
                    "http_retries = 0\nhttp_timeout = 2\n")
     proc = piwheels("sync", config=cfg)
     _one_line_error(proc, "upstream")
+
+
+def test_skip_and_rebuild(tmp_path, dsn, conn):
+    from queue_helpers import add_version, claim, finish, queued, register
+
+    b = register(conn, "cp311")
+    add_version(conn, "foo", "1.0")
+    finish(conn, claim(conn, b)[0], "failed")
+    assert queued(conn) == set()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\n')
+    out = piwheels("rebuild", "Foo==1.0", "--priority", "5", config=cfg)
+    assert out.returncode == 0 and "queued for cp311" in out.stdout, out.stderr
+    assert queued(conn) == {("foo", "1.0", "cp311")}
+    out = piwheels("skip", "foo==1.0", "--note", "breaks the builder", config=cfg)
+    assert out.returncode == 0 and "skipped" in out.stdout
+    assert queued(conn) == set()
+    assert piwheels("skip", "foo==1.0", "--undo", config=cfg).returncode == 0
+    assert queued(conn) == {("foo", "1.0", "cp311")}
+    _one_line_error(piwheels("rebuild", "foo", config=cfg), "NAME==VERSION")
+    _one_line_error(piwheels("skip", "nosuch==1", config=cfg), "nosuch")
