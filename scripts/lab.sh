@@ -10,7 +10,8 @@
 #   scripts/lab.sh status                 what is running
 #   scripts/lab.sh ctl CMD...             run CMD in the controller namespace
 #
-# Everything lives in $PIWHEELS_LAB_DIR (default /run/piwheels-lab): the
+# Bases are unpacked under .cache/lab/base. Everything else lives in
+# $PIWHEELS_LAB_DIR (default /run/piwheels-lab): the
 # overlays, the ssh key and ssh_config the controller uses, the pids.
 # Hosts have addresses in $PIWHEELS_LAB_NET.0/24 (default 10.77.0); the
 # controller side of the bridge is .1. They reach nothing else.
@@ -61,7 +62,7 @@ cmd_rootfs() {
     local release="$1" tarball base
     need
     tarball="$(tarball_for "$release")"
-    base="$LAB/base/$release"
+    base="$CACHE/base/$release"
     if [ ! -f "$tarball" ]; then
         mkdir -p "$CACHE"
         local tmp
