@@ -189,13 +189,13 @@ class Builder:
             wheelhouse = self.box.inside(work, "wheelhouse")
             fetch = self._run(interp, work, lost, start, network=True, argv=[
                 interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar", "off",
-                "--index-url", self.upstream, "--dest", wheelhouse, *requires])
+                "--index-url", self.upstream, *self._trusted(), "--dest", wheelhouse, *requires])
             log.add("fetch build requirements: " + " ".join(requires), fetch)
             if fetch.reason != "exit" or fetch.returncode != 0:
                 return log.outcome(_classify(fetch, fetching=True), start)
             source = ["--no-index", "--find-links", wheelhouse]
         else:
-            source = ["--index-url", self.upstream]
+            source = ["--index-url", self.upstream, *self._trusted()]
         built = self._run(interp, work, lost, start,
                           network=self.cfg.build_network == "online", argv=[
                               interp.path, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
@@ -214,6 +214,15 @@ class Builder:
                 status = "infrastructure"
                 log.note(f"store failed: {e}")
         return log.outcome(status, start, files)
+
+    def _trusted(self) -> list[str]:
+        """pip ignores a plain-HTTP index that is not loopback unless told to trust it;
+        an operator who configured one (a LAN mirror) means it."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.upstream)
+        return ["--trusted-host", parts.hostname] if parts.scheme == "http" and parts.hostname \
+            else []
 
     def _run(self, interp: Interpreter, work: Path, lost: threading.Event, start: float, *,
              network: bool, argv: list[str]) -> RunResult:

@@ -10,12 +10,13 @@ _QUERIES = {
     "versions": "SELECT count(*), count(*) FILTER (WHERE skip_reason IS NOT NULL) FROM versions",
     "skips": "SELECT skip_reason, count(*) FROM versions WHERE skip_reason IS NOT NULL"
              " GROUP BY 1 ORDER BY 1",
-    "queue": "SELECT q.abi_tag, count(*) FILTER (WHERE q.build_id IS NULL"
+    "queue": "SELECT a.abi_tag, count(*) FILTER (WHERE q.package IS NOT NULL AND q.build_id IS NULL"
              "   AND (q.not_before IS NULL OR q.not_before <= now())),"
              " count(*) FILTER (WHERE q.build_id IS NOT NULL),"
-             " count(*) FILTER (WHERE q.build_id IS NULL AND q.not_before > now())"
+             " count(*) FILTER (WHERE q.package IS NOT NULL AND q.build_id IS NULL"
+             "   AND q.not_before > now())"
              " FROM abis a LEFT JOIN queue q USING (abi_tag) WHERE a.active"
-             " GROUP BY q.abi_tag ORDER BY q.abi_tag",
+             " GROUP BY a.abi_tag ORDER BY a.abi_tag",
     "builds": "SELECT status, count(*), coalesce(sum(duration), 0) FROM builds"
               " GROUP BY 1 ORDER BY 1",
     "files": "SELECT count(*), coalesce(sum(size) FILTER (WHERE alias_of IS NULL), 0) FROM files",

@@ -89,3 +89,13 @@ def test_skip_and_rebuild(tmp_path, dsn, conn):
     assert queued(conn) == {("foo", "1.0", "cp311")}
     _one_line_error(piwheels("rebuild", "foo", config=cfg), "NAME==VERSION")
     _one_line_error(piwheels("skip", "nosuch==1", config=cfg), "nosuch")
+
+
+def test_status_shows_an_active_abi_with_an_empty_queue(tmp_path, dsn, conn):
+    from queue_helpers import register
+
+    register(conn, "cp311")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\n')
+    state = json.loads(piwheels("status", "--json", config=cfg).stdout)
+    assert state["queue"] == {"cp311": {"ready": 0, "building": 0, "waiting_retry": 0}}
