@@ -131,7 +131,7 @@ class Builder:
                 if not forever:
                     break
                 stop.wait(idle_sleep)
-                idle_sleep = min(idle_sleep * 2, 30.0)
+                idle_sleep = min(idle_sleep * 2, 5.0)  # a new release waits at most 5 s
             else:
                 idle_sleep = 1.0
         summary.elapsed = time.monotonic() - start

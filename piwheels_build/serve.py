@@ -114,6 +114,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 class Handler(BaseHTTPRequestHandler):
     """GET and HEAD on the www/ tree of the server."""
 
+    # Headers and body are separate writes: without this, Nagle holds each
+    # keep-alive answer for the client's delayed ACK (~40 ms; bench/serving.py).
+    disable_nagle_algorithm = True
+
     server_version = "piwheels"
     protocol_version = "HTTP/1.1"
     server: Any
