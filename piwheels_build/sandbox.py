@@ -33,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .buildlog import cut_note
 from .errors import ConfigError
 
 INSIDE = Path("/tmp/build")  # where the build directory appears inside the sandbox
@@ -94,9 +95,7 @@ class LogCollector(threading.Thread):
         kept = len(self.head) + len(tail)
         if kept >= self.printed:
             return bytes(self.head) + tail, self.printed, False
-        cut = self.printed - kept
-        note = f"\n\n[... {cut:,} bytes of output cut by piwheels ...]\n\n".encode()
-        return bytes(self.head) + note + tail, self.printed, True
+        return bytes(self.head) + cut_note(self.printed - kept) + tail, self.printed, True
 
 
 class Cgroup:

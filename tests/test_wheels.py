@@ -78,12 +78,27 @@ def test_not_a_zip_is_rejected(tmp_path):
         wheels.verify(p, "foo", "1.0", **KW)
 
 
-def test_log_keeps_head_and_tail(tmp_path):
-    log = tmp_path / "log"
-    log.write_bytes(b"HEAD" + b"x" * 10_000 + b"TAIL")
-    text, size, truncated = buildlog.capped(log, 1000)
+def test_log_keeps_head_and_tail():
+    text, size, truncated = buildlog.capped_bytes(b"HEAD" + b"x" * 10_000 + b"TAIL", 1000)
     assert truncated and size == 10_008 and len(text) < 1100
     assert text.startswith(b"HEAD") and text.endswith(b"TAIL") and b"cut by piwheels" in text
-    small = tmp_path / "small"
-    small.write_bytes(b"ok")
-    assert buildlog.capped(small, 1000) == (b"ok", 2, False)
+    assert buildlog.capped_bytes(b"ok", 1000) == (b"ok", 2, False)
+
+
+def test_pipe_collector_keeps_head_and_tail():
+    import os
+    import threading
+
+    from piwheels_build.sandbox import LogCollector
+
+    read_fd, write_fd = os.pipe()
+    collector = LogCollector(read_fd, 1000)
+    collector.start()
+    writer = threading.Thread(target=lambda: (os.write(write_fd, b"HEAD" + b"x" * 200_000
+                                                       + b"TAIL"), os.close(write_fd)))
+    writer.start()
+    writer.join()
+    collector.join()
+    text, printed, truncated = collector.text()
+    assert truncated and printed == 200_008 and len(text) < 1100
+    assert text.startswith(b"HEAD") and text.endswith(b"TAIL") and b"cut by piwheels" in text
