@@ -9,13 +9,12 @@ same cluster with the same number of clients for the same time: the rate this
 server commits small write transactions at, the physical limit. The ratio
 builds/s ÷ pgbench transactions/s is the figure to compare across machines.
 
-Then the same load runs again, for the same time, with the changes to
-``finish_build`` that docs/benchmarks.md proposes applied to this throwaway
-database only (``lock_version``: finishes of one version take turns, which
-removes the deadlock in refresh_queue; ``lock_version_no_notify``: and no
-``pg_notify``, whose commit lock serialises every finish). While each load
-runs, the builders' backends are sampled in ``pg_stat_activity``: the share
-waiting on each lock or running is printed as ``backend_states``.
+Then the same load runs again, for the same time, with ``finish_build`` as
+migration 0002 defined it (before 0004 locked the version row and dropped
+``pg_notify``), in this throwaway database only: the before/after of that fix
+in one run (``before_0004_*``). While each load runs, the builders' backends
+are sampled in ``pg_stat_activity``: the share waiting on each lock or
+running is printed as ``backend_states``.
 
     .venv/bin/python bench/dispatch.py
     .venv/bin/python bench/dispatch.py --quick
@@ -90,32 +89,16 @@ def worker(dsn: str, builder_id: int, start: mp.Event, seconds: float, out: mp.Q
     out.put(("done", claims, finishes, idle, errors))
 
 
-# Proposed changes to finish_build (piwheels_build/db/migrations/0002_queue.sql), as text
-# replacements on its definition. Measured one after another, cumulatively.
-LOCK_VERSION = (
-    "    SELECT * INTO q FROM queue WHERE queue.build_id = p_build_id FOR UPDATE;",
-    "    -- bench variant: finishes of one version take turns (no deadlock in refresh_queue)\n"
-    "    PERFORM 1 FROM versions v WHERE v.package = b.package AND v.version = b.version\n"
-    "        FOR NO KEY UPDATE;\n"
-    "    SELECT * INTO q FROM queue WHERE queue.build_id = p_build_id FOR UPDATE;",
-)
-NO_NOTIFY = ("    PERFORM pg_notify('piwheels_index', b.package);",
-             "    -- bench variant: no NOTIFY (its commit lock serialises every finish)")
-VARIANTS = [("lock_version", [LOCK_VERSION]), ("lock_version_no_notify", [LOCK_VERSION, NO_NOTIFY])]
+def restore_0002_finish_build(cluster: Cluster) -> None:
+    """finish_build as migration 0002 wrote it: NOTIFY, and no lock on the version."""
+    from piwheels_build import db
 
-
-def patch_finish_build(cluster: Cluster, patches: list[tuple[str, str]]) -> None:
+    sql = next(text for n, _, text in db.migrations() if n == 2)
+    body = sql[sql.index("CREATE FUNCTION finish_build"):]
+    body = body[:body.index("END $$;") + len("END $$;")]
     conn = cluster.connect(autocommit=True)
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_get_functiondef('finish_build'::regproc)")
-        text = cur.fetchone()[0]
-        for old, new in patches:
-            if new in text:
-                continue
-            if old not in text:
-                raise SystemExit(f"dispatch: finish_build changed, cannot apply {old!r}")
-            text = text.replace(old, new)
-        cur.execute(text)
+        cur.execute(body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     conn.close()
 
 
@@ -249,18 +232,16 @@ def main() -> None:
         report.add("ratio_builds_to_pgbench", round(rate / tps, 3))
         report.add("ratio_transactions_to_pgbench", round(rate * 2 / tps, 3))
 
-        # The same load with the fixes docs/benchmarks.md proposes, applied to this throwaway
-        # database only (the migrations are not changed here).
-        vsec = 2 if args.quick else seconds
-        for name, patches in VARIANTS:
-            patch_finish_build(cluster, patches)
-            report.log(f"variant {name}: {len(ids)} builders for {vsec}s")
-            res = run_builders(cluster.dsn, ids, vsec, report, prefix=f"{name}_")
-            vrate = res["builds"] / vsec
-            report.add(f"{name}_builds_per_s", round(vrate, 1), "claim+finish pairs/s")
-            report.add(f"{name}_ratio_builds_to_pgbench", round(vrate / tps, 3))
-            report.add(f"{name}_finish_latency", res["finishes"])
-            report.add(f"{name}_errors", res["errors"])
+        # The same load with 0002's finish_build, in this throwaway database only.
+        restore_0002_finish_build(cluster)
+        report.log(f"before_0004: {len(ids)} builders for {seconds}s, 0002's finish_build")
+        res = run_builders(cluster.dsn, ids, seconds, report, prefix="before_0004_")
+        vrate = res["builds"] / seconds
+        report.add("before_0004_builds_per_s", round(vrate, 1), "claim+finish pairs/s")
+        report.add("before_0004_ratio_builds_to_pgbench", round(vrate / tps, 3))
+        report.add("before_0004_finish_latency", res["finishes"])
+        report.add("before_0004_errors", res["errors"])
+        report.add("speedup_over_0002", round(rate / vrate, 2) if vrate else None)
     report.finish()
 
 

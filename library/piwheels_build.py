@@ -104,40 +104,17 @@ interpreters:
   elements: dict
 """
 
-import json  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-
-def run_admin(module, action, params):
-    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
-    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
-    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
-                                      data=request, binary_data=True)
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
-                             "installed for {}?)".format(module.params["python"]),
-                         rc=rc, stdout=out, stderr=err)
-    if rc != 0 or answer.get("failed"):
-        answer.pop("failed", None)
-        module.fail_json(rc=rc, stderr=err, **answer)
-    return answer
+from ansible.module_utils.piwheels_admin import admin_module, run_admin  # noqa: E402
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
-            batch=dict(type="int", default=10),
-            idle_timeout=dict(type="float", default=0),
-            poll=dict(type="float", default=2),
-            fail_on_build_failure=dict(type="bool", default=False),
-            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
-        ),
-        supports_check_mode=True,
-    )
+    module = admin_module(dict(
+        config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
+        batch=dict(type="int", default=10),
+        idle_timeout=dict(type="float", default=0),
+        poll=dict(type="float", default=2),
+        fail_on_build_failure=dict(type="bool", default=False),
+    ))
     p = module.params
     if p["batch"] < 1:
         module.fail_json(msg="batch must be at least 1")

@@ -134,47 +134,24 @@ schema_version:
   sample: 3
 """
 
-import json  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-
-def run_admin(module, action, params):
-    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
-    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
-    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
-                                      data=request, binary_data=True)
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
-                             "installed for {}?)".format(module.params["python"]),
-                         rc=rc, stdout=out, stderr=err)
-    if rc != 0 or answer.get("failed"):
-        answer.pop("failed", None)
-        module.fail_json(rc=rc, stderr=err, **answer)
-    return answer
+from ansible.module_utils.piwheels_admin import admin_module, run_admin  # noqa: E402
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", default="piwheels"),
-            owner=dict(type="str", default="piwheels"),
-            owner_password=dict(type="str", no_log=True),
-            admin_dsn=dict(type="str", default="host=/var/run/postgresql dbname=postgres"),
-            schema=dict(type="bool", default=True),
-            settings=dict(type="dict", default={}),
-            logins=dict(type="list", elements="dict", default=[], options=dict(
-                name=dict(type="str", required=True),
-                group=dict(type="str", choices=["master", "builder", "web"], default="builder"),
-                password=dict(type="str", no_log=True),
-                state=dict(type="str", choices=["present", "absent"], default="present"),
-            )),
-            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
-        ),
-        supports_check_mode=True,
-    )
+    module = admin_module(dict(
+        name=dict(type="str", default="piwheels"),
+        owner=dict(type="str", default="piwheels"),
+        owner_password=dict(type="str", no_log=True),
+        admin_dsn=dict(type="str", default="host=/var/run/postgresql dbname=postgres"),
+        schema=dict(type="bool", default=True),
+        settings=dict(type="dict", default={}),
+        logins=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            group=dict(type="str", choices=["master", "builder", "web"], default="builder"),
+            password=dict(type="str", no_log=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        )),
+    ))
     p = module.params
     answer = run_admin(module, "database", {
         "name": p["name"], "owner": p["owner"], "owner_password": p["owner_password"],

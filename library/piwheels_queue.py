@@ -115,31 +115,12 @@ queued:
   elements: str
 """
 
-import json  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-
-def run_admin(module, action, params):
-    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
-    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
-    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
-                                      data=request, binary_data=True)
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
-                             "installed for {}?)".format(module.params["python"]),
-                         rc=rc, stdout=out, stderr=err)
-    if rc != 0 or answer.get("failed"):
-        answer.pop("failed", None)
-        module.fail_json(rc=rc, stderr=err, **answer)
-    return answer
+from ansible.module_utils.piwheels_admin import admin_module, run_admin  # noqa: E402
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = admin_module(
+        dict(
             op=dict(type="str", default="facts",
                     choices=["facts", "refresh", "skip", "unskip", "requeue"]),
             config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
@@ -149,14 +130,12 @@ def main():
             abi=dict(type="str"),
             note=dict(type="str"),
             priority=dict(type="int", default=0),
-            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
         ),
         required_if=[
             ("op", "skip", ["package"]),
             ("op", "unskip", ["package"]),
             ("op", "requeue", ["package", "version"]),
         ],
-        supports_check_mode=True,
     )
     p = module.params
     params = {"op": "skip" if p["op"] == "unskip" else p["op"],

@@ -80,37 +80,18 @@ msg:
   type: str
 """
 
-import json  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-
-def run_admin(module, action, params):
-    """Run ``python -m piwheels_build.admin`` with one JSON request; fail the module on error."""
-    request = json.dumps({"action": action, "params": params, "check": module.check_mode})
-    rc, out, err = module.run_command([module.params["python"], "-m", "piwheels_build.admin"],
-                                      data=request, binary_data=True)
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        module.fail_json(msg="piwheels_build.admin gave no answer (is piwheels_build "
-                             "installed for {}?)".format(module.params["python"]),
-                         rc=rc, stdout=out, stderr=err)
-    return rc, err, answer
+from ansible.module_utils.piwheels_admin import admin_module, call_admin  # noqa: E402
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
-            names=dict(type="list", elements="str", default=[]),
-            fail_on_errors=dict(type="bool", default=True),
-            python=dict(type="path", default="/opt/piwheels/venv/bin/python"),
-        ),
-        supports_check_mode=True,
-    )
+    module = admin_module(dict(
+        config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
+        names=dict(type="list", elements="str", default=[]),
+        fail_on_errors=dict(type="bool", default=True),
+    ))
     p = module.params
-    rc, err, answer = run_admin(module, "sync", {"config": p["config"], "names": p["names"]})
+    # Not run_admin: a sync with some projects failed still has a summary to report.
+    rc, err, answer = call_admin(module, "sync", {"config": p["config"], "names": p["names"]})
     summary = answer.get("summary")
     if "summary" not in answer or (answer.get("failed") and not summary):
         answer.pop("failed", None)

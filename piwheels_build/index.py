@@ -58,13 +58,15 @@ class IndexSummary:
     packages_removed: int = 0
     projects_written: int = 0
     logs_written: int = 0
+    stats_written: bool = False
 
     def __str__(self) -> str:
         root = "root rewritten" if self.root_written else "root unchanged"
+        stats = ", stats written" if self.stats_written else ""
         return (f"index: {self.packages_written:,} packages written, "
                 f"{self.files_linked:,} files linked, {self.packages_removed:,} removed, "
                 f"{self.projects_written:,} project pages, {self.logs_written:,} logs, "
-                f"{root} in {self.elapsed:.1f}s")
+                f"{root}{stats} in {self.elapsed:.1f}s")
 
 
 # --------------------------------------------------------------------------- files
@@ -115,11 +117,36 @@ def _unlink(path: Path) -> bool:
         return False
 
 
-def _sync_filesystem(path: Path) -> None:
-    """Flush the pages of a batch before the database forgets they were dirty.
+FSYNC_LIMIT = 64  # a batch touching more paths than this is flushed with one syncfs
 
-    One syncfs per batch instead of an fsync per page: a full run writes
-    millions of pages, and a crash before the commit just rewrites the batch.
+
+def _fsync_paths(paths: Iterable[Path]) -> None:
+    """fsync each file, then each directory holding one (so renames and unlinks last)."""
+    dirs = set()
+    for path in paths:
+        dirs.add(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for d in dirs:
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Flush a big batch's pages before the database forgets they were dirty.
+
+    One syncfs instead of an fsync per page: a full run writes millions of
+    pages, and a crash before the commit just rewrites the batch. Small
+    batches (every incremental run) fsync their own files instead: syncfs
+    also waits for everyone else's writes, PostgreSQL's included.
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -668,11 +695,24 @@ def landing_html() -> str:
 class _Writer:
     """One run: batches of packages, each written and committed together."""
 
-    def __init__(self, conn: Any, www: Path, progress: Progress, batch_size: int) -> None:
+    def __init__(self, conn: Any, www: Path, progress: Progress, batch_size: int,
+                 stats_interval: float) -> None:
         self.conn, self.www, self.progress, self.batch_size = conn, www, progress, batch_size
+        self.stats_interval = stats_interval
         self.simple, self.project, self.logs = www / "simple", www / "project", www / "logs"
         self.summary = IndexSummary()
         self.abis: list[Any] = []
+        self.touched: list[Path] = []  # paths written or removed since the last commit
+
+    def put(self, path: Path, data: bytes) -> None:
+        _write(path, data)
+        self.touched.append(path)
+
+    def remove(self, path: Path) -> bool:
+        removed = _unlink(path)
+        if removed:
+            self.touched.append(path)
+        return removed
 
     def cursor(self) -> Any:
         return self.conn.cursor(cursor_factory=psycopg2.extras.NamedTupleCursor)
@@ -692,7 +732,8 @@ class _Writer:
         if full or (self.simple / ROOT_STALE).exists() or not (self.simple / "index.html").exists():
             self.write_root()
         self.write_fixed()
-        self.write_stats()
+        if full or self.stats_due():
+            self.write_stats()
 
     def full_pass(self) -> None:
         """Every package with files, in name order, batch by batch."""
@@ -722,7 +763,11 @@ class _Writer:
         self.conn.rollback()
 
     def commit_batch(self) -> None:
-        _sync_filesystem(self.www)
+        if len(self.touched) > FSYNC_LIMIT:
+            _sync_filesystem(self.www)
+        else:
+            _fsync_paths(self.touched)
+        self.touched.clear()
         self.conn.commit()
         self.progress(f"index: {self.summary.packages_written:,} packages written")
 
@@ -743,12 +788,12 @@ class _Writer:
         files = batch.listed_files(package)
         if files:
             versions = {v.version: v for v in batch.versions.get(package, [])}
-            _write(d / "index.json", _json_bytes(simple_json(package, files, versions)))
-            _write(d / "index.html", simple_html(package, files, versions).encode())
+            self.put(d / "index.json", _json_bytes(simple_json(package, files, versions)))
+            self.put(d / "index.html", simple_html(package, files, versions).encode())
             self.summary.packages_written += 1
             self.summary.files_linked += len(files)
         else:
-            removed = _unlink(d / "index.html") | _unlink(d / "index.json")
+            removed = self.remove(d / "index.html") | self.remove(d / "index.json")
             self.summary.packages_removed += int(removed)
             with contextlib.suppress(OSError):
                 d.rmdir()  # only when no wheel is left in it
@@ -761,16 +806,17 @@ class _Writer:
         if not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
+            self.touched.append(marker)
 
     def write_project(self, package: str, batch: _Batch) -> None:
         d = self.project / package
         if package not in batch.packages:
-            _unlink(d / "index.html")
-            _unlink(d / "index.json")
+            self.remove(d / "index.html")
+            self.remove(d / "index.json")
             return
         data = project_data(package, batch, self.abis)
-        _write(d / "index.json", _json_bytes(data))
-        _write(d / "index.html", project_html(data).encode())
+        self.put(d / "index.json", _json_bytes(data))
+        self.put(d / "index.html", project_html(data).encode())
         self.summary.projects_written += 1
 
     def write_logs(self, batch: _Batch) -> None:
@@ -786,7 +832,7 @@ class _Writer:
                         (missing,))
             for build_id, log in cur:
                 text = _gunzip(bytes(log)).decode("utf-8", "replace").encode()
-                _write(self.logs / f"{build_id}.txt", text)
+                self.put(self.logs / f"{build_id}.txt", text)
                 self.summary.logs_written += 1
 
     def write_root(self) -> None:
@@ -831,12 +877,21 @@ class _Writer:
         _write_if_changed(self.www / "static" / "style.css", STYLE.encode())
         _write_if_changed(self.www / "index.html", landing_html().encode())
 
+    def stats_due(self) -> bool:
+        """The stats recount whole tables (33 s at PyPI's size): not on every small run."""
+        try:
+            age = time.time() - (self.www / "stats.json").stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return not 0 <= age < self.stats_interval
+
     def write_stats(self) -> None:
         with self.conn.cursor() as cur:  # plain rows: aggregates have duplicate column names
             stats = collect_stats(cur)
         self.conn.rollback()
         _write(self.www / "stats.json", _json_bytes(stats))
         _write(self.www / "stats.html", stats_html(stats).encode())
+        self.summary.stats_written = True
 
 
 def _subdirs(directory: Path) -> Iterator[str]:
@@ -862,14 +917,17 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def write_index(conn: Any, www: Path, *, full: bool = False, progress: Progress | None = None,
-                batch_size: int = BATCH) -> IndexSummary:
+                batch_size: int = BATCH, stats_interval: float = 0) -> IndexSummary:
     """Write the pages of the dirty packages (every package with ``full``), root and stats.
 
     Uses its own transactions on conn (one per batch); a package is unmarked
-    dirty only in the transaction that wrote its pages.
+    dirty only in the transaction that wrote its pages. The stats page is
+    rewritten by a full run, or when it is older than ``stats_interval``
+    seconds (0: every run).
     """
     started = time.monotonic()
-    writer = _Writer(conn, Path(www), progress or (lambda _msg: None), batch_size)
+    writer = _Writer(conn, Path(www), progress or (lambda _msg: None), batch_size,
+                     stats_interval)
     autocommit = conn.autocommit
     if autocommit:
         conn.autocommit = False  # named (server-side) cursors need a transaction

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from queue_helpers import add_version, claim, finish, queued, register
 
-from piwheels_build import admin
+from piwheels_build import admin, db
 
 
 def _count(conn, sql: str, *args) -> int:
@@ -90,7 +90,7 @@ def test_database_check_mode_on_a_missing_database(pg_cluster):
                           "owner": "never_made_owner", "settings": {"retry_limit": 2}},
                          check=True)
     assert out["changed"] is True
-    assert out["applied"] == ["0001_tables.sql", "0002_queue.sql", "0003_roles.sql"]
+    assert out["applied"] == [name for _, name, _ in db.migrations()]
     conn = psycopg2.connect(pg_cluster.dsn("postgres"))
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'never_made_owner'")

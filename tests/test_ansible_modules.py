@@ -1,9 +1,11 @@
-"""The custom Ansible modules in library/, run as Ansible runs them (a module
-file with a JSON arguments file), against the real PostgreSQL cluster of the
-session: changed only when something changed, check mode changes nothing."""
+"""The custom Ansible modules in library/ (with their shared code in
+module_utils/), run as Ansible runs them (a module file with a JSON arguments
+file), against the real PostgreSQL cluster of the session: changed only when
+something changed, check mode changes nothing."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -24,6 +26,29 @@ pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "library"
+MODULE_UTILS = ROOT / "module_utils"
+MIGRATIONS = ROOT / "piwheels_build" / "db" / "migrations"
+MODULES = ("piwheels_db", "piwheels_sync", "piwheels_build", "piwheels_queue")
+
+# Runs a module file as its own __main__ with ansible.module_utils extended by the
+# repository's module_utils/ (what Ansible bundles into the module's payload; the
+# payload itself is checked by test_ansible_bundles_module_utils).
+_RUN_MODULE_FILE = ("import runpy, sys, ansible.module_utils as mu; "
+                    "mu.__path__.append(sys.argv.pop(1)); sys.argv.pop(0); "
+                    "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _module_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _answer(module: str, proc: subprocess.CompletedProcess) -> dict:
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"{module}: no JSON answer\n{proc.stdout}\n{proc.stderr}") from None
 
 
 def run_module(module: str, tmp_path: Path, check: bool = False, **args) -> dict:
@@ -32,28 +57,88 @@ def run_module(module: str, tmp_path: Path, check: bool = False, **args) -> dict
     argfile = tmp_path / f"{module}-args.json"
     argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args,
                                                            "_ansible_check_mode": check}}))
+    proc = subprocess.run([sys.executable, "-c", _RUN_MODULE_FILE, str(MODULE_UTILS),
+                           str(LIBRARY / f"{module}.py"), str(argfile)],
+                          capture_output=True, text=True, timeout=600, env=_module_env())
+    return _answer(module, proc)
+
+
+# Builds each module's AnsiballZ payload with Ansible's own module_common (what
+# ansible-playbook sends to a host), reading the repository's ansible.cfg.
+_BUILD_PAYLOADS = """
+import json, sys
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader()
+from ansible.executor.module_common import modify_module
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+for name, path, args, out in json.load(sys.stdin):
+    built = modify_module(module_name=name, module_path=path, module_args=args,
+                          templar=Templar(loader=DataLoader()))
+    with open(out, "wb") as f:
+        f.write(built.b_module_data)
+"""
+
+
+def run_as_ansible(calls: list[tuple[str, dict]], tmp_path: Path) -> list[dict]:
+    """Build the payloads of (module, args) pairs as Ansible does, run them; their answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, str(LIBRARY / f"{module}.py"), str(argfile)],
-                          capture_output=True, text=True, timeout=600, env=env)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"{module}: no JSON answer\n{proc.stdout}\n{proc.stderr}") from None
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path))
+    jobs = [(name, str(LIBRARY / f"{name}.py"), {"python": sys.executable, **args},
+             str(tmp_path / f"payload-{i}-{name}.py")) for i, (name, args) in enumerate(calls)]
+    subprocess.run([sys.executable, "-c", _BUILD_PAYLOADS], input=json.dumps(jobs), text=True,
+                   check=True, capture_output=True, timeout=120, env=env, cwd=tmp_path)
+    answers = []
+    for name, _, _, payload in jobs:
+        proc = subprocess.run([sys.executable, payload], capture_output=True, text=True,
+                              timeout=600, env=_module_env(), cwd=tmp_path)
+        answers.append(_answer(name, proc))
+    return answers
+
+
+def _doc_strings(path: Path) -> dict:
+    """DOCUMENTATION, EXAMPLES and RETURN of a module file, read as ansible-doc reads them."""
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+    return found
 
 
 def test_every_module_has_docs_examples_return():
     import yaml
 
-    for name in ("piwheels_db", "piwheels_sync", "piwheels_build", "piwheels_queue"):
-        ns: dict = {}
-        src = (LIBRARY / f"{name}.py").read_text()
-        exec(src.split("import json", 1)[0], ns)  # the three documentation strings
+    for name in MODULES:
+        ns = _doc_strings(LIBRARY / f"{name}.py")
         doc = yaml.safe_load(ns["DOCUMENTATION"])
         assert doc["module"] == name
         assert doc["options"]["python"]["default"] == "/opt/piwheels/venv/bin/python"
         assert yaml.safe_load(ns["EXAMPLES"])
         assert yaml.safe_load(ns["RETURN"])
+
+
+def test_ansible_bundles_module_utils(pg_cluster, dsn, tmp_path):
+    """Through ansible.cfg, Ansible finds module_utils/piwheels_admin.py and ships it in
+    every module's payload (the payload runs with nothing else on its path to find it in)."""
+    name = f"ballz{os.getpid()}_{os.urandom(3).hex()}"
+    queue, db, sync, build = run_as_ansible([
+        ("piwheels_queue", {"dsn": dsn}),
+        ("piwheels_db", {"name": name, "owner": f"{name}_own", "_ansible_check_mode": True,
+                         "admin_dsn": pg_cluster.dsn("postgres")}),
+        ("piwheels_sync", {"config": str(tmp_path / "none.toml")}),
+        ("piwheels_build", {"config": str(tmp_path / "none.toml"), "batch": 0}),
+    ], tmp_path)
+    assert queue["changed"] is False and queue["status"]["builders"] == [], queue
+    assert db["changed"] is True and f"create database {name}" in db["changes"], db
+    assert sync["failed"] is True and "does not exist" in sync["msg"], sync
+    assert build["failed"] is True and "batch" in build["msg"], build
+    conn = psycopg2.connect(pg_cluster.dsn("postgres"))
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert cur.fetchone() is None, "check mode created the database"
+    conn.close()
 
 
 # -- piwheels_db ---------------------------------------------------------------------
@@ -90,8 +175,9 @@ def test_db_creates_migrates_and_is_idempotent(pg_cluster, fresh_db, tmp_path):
 
     first = run_module("piwheels_db", tmp_path, **args)
     assert first["changed"] is True, first
-    assert first["applied"] == ["0001_tables.sql", "0002_queue.sql", "0003_roles.sql"]
-    assert first["schema_version"] == 3
+    shipped = sorted(p.name for p in MIGRATIONS.glob("*.sql"))
+    assert first["applied"] == shipped
+    assert first["schema_version"] == int(shipped[-1].split("_", 1)[0])
 
     again = run_module("piwheels_db", tmp_path, **args)
     assert again == {**again, "changed": False, "changes": [], "applied": []}, again

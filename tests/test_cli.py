@@ -99,3 +99,47 @@ def test_status_shows_an_active_abi_with_an_empty_queue(tmp_path, dsn, conn):
     cfg.write_text(f'database = "{dsn}"\n')
     state = json.loads(piwheels("status", "--json", config=cfg).stdout)
     assert state["queue"] == {"cp311": {"ready": 0, "building": 0, "waiting_retry": 0}}
+
+
+def test_index_watch_polls_for_finished_builds(tmp_path, dsn, conn):
+    """index --watch finds work by polling index_dirty (finish_build sends no NOTIFY)."""
+    import time
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\nwww = "www"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg),
+                             "index", "--watch", "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT register_builder('pi', 'cp311', 'linux_armv7l', '3.11')")
+            builder = cur.fetchone()[0]
+            cur.execute("INSERT INTO packages (package, display_name) VALUES ('late', 'late')")
+            cur.execute("INSERT INTO versions (package, version) VALUES ('late', '1.0')")
+            cur.execute("INSERT INTO upstream_files (filename, package, version, kind, url)"
+                        " VALUES ('late-1.0.tar.gz', 'late', '1.0', 'sdist', 'http://x/l')")
+            cur.execute("SELECT refresh_queue()")
+            cur.execute("SELECT build_id FROM claim_build(%s)", (builder,))
+            build_id = cur.fetchone()[0]
+            wheel = {"filename": "late-1.0-py3-none-any.whl", "python_tag": "py3",
+                     "abi_tag": "none", "platform_tag": "any", "size": 1, "sha256": "a" * 64}
+            cur.execute("SELECT finish_build(%s, 'success', 1.0, NULL, NULL, NULL, %s::jsonb)",
+                        (build_id, json.dumps([wheel])))
+        conn.commit()
+        page = tmp_path / "www/simple/late/index.html"
+        deadline = time.monotonic() + 60  # a bound so a broken loop fails instead of hanging
+        while not page.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert page.exists(), proc.stderr.read() if proc.poll() is not None else "not written"
+        assert "late-1.0-py3-none-any.whl" in page.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_index_interval_must_be_positive(tmp_path, dsn):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\n')
+    proc = piwheels("index", "--watch", "--interval", "0", config=cfg)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "not a positive number of seconds" in proc.stderr

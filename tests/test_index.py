@@ -535,3 +535,43 @@ def test_finish_build_racing_the_writer_is_not_lost(conn, dsn, tmp_path):
     assert summary.packages_written == 1 and summary.root_written
     (a,) = parse(tmp_path / "simple/race/index.html").anchors
     assert a["_text"] == "race-1.0-py3-none-any.whl"
+
+
+def test_stats_page_is_rewritten_at_most_every_interval(demo, conn, tmp_path):
+    """Recounting the farm is the cost of an incremental run at scale: throttle it."""
+    summary = write_index(conn, tmp_path, stats_interval=3600)
+    assert summary.stats_written  # no stats page yet
+    first = json.loads((tmp_path / "stats.json").read_text())
+    demo.package("other").version("other", "1.0").dirty("other").commit()
+    summary = write_index(conn, tmp_path, stats_interval=3600)
+    assert not summary.stats_written
+    assert json.loads((tmp_path / "stats.json").read_text()) == first
+    old = datetime.now().timestamp() - 7200
+    os.utime(tmp_path / "stats.json", (old, old))
+    summary = write_index(conn, tmp_path, stats_interval=3600)
+    assert summary.stats_written
+    assert json.loads((tmp_path / "stats.json").read_text())["packages"]["known"] == 2
+    assert write_index(conn, tmp_path, full=True, stats_interval=3600).stats_written
+    assert write_index(conn, tmp_path).stats_written  # 0: every run
+
+
+def test_small_batches_fsync_their_own_files(demo, conn, tmp_path, monkeypatch):
+    """syncfs waits for every writer on the file system (PostgreSQL too): only for big batches."""
+    from piwheels_build import index
+
+    calls: list = []
+    monkeypatch.setattr(index, "_sync_filesystem", lambda path: calls.append(("syncfs", path)))
+    real = index._fsync_paths
+    monkeypatch.setattr(index, "_fsync_paths",
+                        lambda paths: calls.append(("fsync", sorted(paths))) or real(paths))
+    write_index(conn, tmp_path)
+    (kind, paths), = calls
+    assert kind == "fsync"
+    assert {tmp_path / "simple/demo/index.html", tmp_path / "simple/demo/index.json",
+            tmp_path / "project/demo/index.html"} <= set(paths)
+    calls.clear()
+    for i in range(index.FSYNC_LIMIT):
+        demo.package(f"p{i}").version(f"p{i}", "1.0").dirty(f"p{i}")
+    demo.commit()
+    write_index(conn, tmp_path)
+    assert [c[0] for c in calls] == ["syncfs"]

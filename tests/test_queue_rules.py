@@ -1,6 +1,8 @@
 """Every rule of DESIGN.md's queue, checked against the real SQL functions."""
 
 import psycopg2
+import psycopg2.errors
+import pytest
 from queue_helpers import add_version, claim, finish, queued, register, wheel
 
 
@@ -193,4 +195,91 @@ def test_finish_marks_package_dirty_and_records_everything(conn):
         assert cur.fetchall() == [("six",)]
         cur.execute("SELECT log FROM build_logs")
         assert bytes(cur.fetchone()[0]) == b"log"
+    conn.commit()
+
+
+def _compiled_then_two_abis(conn):
+    """A version built on cp39, now queued for cp311 and cp313, both claimed."""
+    b9, b11, b13 = (register(conn, abi, f"b-{abi}") for abi in ("cp39", "cp311", "cp313"))
+    add_version(conn, "foo", "1.0")
+    build = claim(conn, b9)
+    finish(conn, build[0], "success", [wheel("foo", "1.0", "cp39", "cp39", "linux_armv7l")])
+    return claim(conn, b11)[0], claim(conn, b13)[0]
+
+
+def test_finishes_of_one_version_take_turns(conn, dsn):
+    """finish_build locks the version row first, so two ABIs finishing at once queue up."""
+    b11, b13 = _compiled_then_two_abis(conn)
+    other = psycopg2.connect(dsn)
+    try:
+        with other.cursor() as cur:  # as a concurrent finish of foo 1.0 holds it
+            cur.execute("SELECT 1 FROM versions WHERE package = 'foo' FOR NO KEY UPDATE")
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg2.errors.LockNotAvailable):
+                cur.execute("SELECT finish_build(%s, 'failed', 1, NULL, NULL, NULL)", (b11,))
+        conn.rollback()
+        other.rollback()
+    finally:
+        other.close()
+    assert finish(conn, b11, "failed")
+
+
+def test_claims_and_sync_do_not_wait_for_a_finish(conn, dsn):
+    """The version lock is FOR NO KEY UPDATE: foreign-key checks (claims) pass it."""
+    register(conn, "cp311", "b-cp311")
+    b9 = register(conn, "cp39", "b-cp39")
+    add_version(conn, "foo", "1.0")
+    other = psycopg2.connect(dsn)
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT 1 FROM versions WHERE package = 'foo' FOR NO KEY UPDATE")
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '2s'")
+            cur.execute("SELECT build_id FROM claim_build(%s)", (b9,))  # inserts into builds
+            assert cur.fetchone()
+        conn.commit()
+    finally:
+        other.close()
+
+
+def test_concurrent_finishes_of_one_version_never_deadlock(conn, dsn):
+    """Many versions, each finishing on three ABIs at the same moment, from three threads."""
+    import threading
+
+    bids = {abi: register(conn, abi, f"b-{abi}") for abi in ("cp39", "cp311", "cp312", "cp313")}
+    n = 30
+    for i in range(n):
+        add_version(conn, f"p{i}", "1.0")
+    for _ in range(n):
+        build = claim(conn, bids["cp39"])
+        finish(conn, build[0], "success", [wheel(build[1], "1.0", "cp39", "cp39", "linux_armv7l")])
+    claimed = {abi: [claim(conn, bids[abi]) for _ in range(n)]
+               for abi in ("cp311", "cp312", "cp313")}
+    barrier = threading.Barrier(3)
+    errors: list[Exception] = []
+
+    def run(abi: str) -> None:
+        c = psycopg2.connect(dsn)
+        try:
+            for build_id, pkg, *_ in sorted(claimed[abi], key=lambda r: r[1]):
+                barrier.wait(timeout=30)  # the three ABIs of one version finish together
+                try:
+                    finish(c, build_id, "success", [wheel(pkg, "1.0", abi, abi, "linux_armv7l")])
+                except psycopg2.Error as e:
+                    errors.append(e)
+                    c.rollback()
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=run, args=(abi,)) for abi in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert queued(conn) == set()
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM builds WHERE status = 'success'")
+        assert cur.fetchone()[0] == 4 * n
     conn.commit()
