@@ -54,7 +54,8 @@ def cmd_sync(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     conn = _conn(cfg)
     try:
-        summary = sync(conn, cfg, args.names or None, progress=_progress)
+        summary = sync(conn, cfg, args.names or None, progress=_progress,
+                       full_list=args.full_list)
     except SyncInterrupted as e:
         print(f"{e.summary} (interrupted; run sync again to resume)")
         return 130
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_initdb)
     p = sub.add_parser("sync", help="bring packages and versions in from the upstream index")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these packages")
+    p.add_argument("--full-list", action="store_true",
+                   help="read the whole project list even when the changelog would do"
+                        " (that is how deletions are noticed)")
     p.set_defaults(func=cmd_sync)
     p = sub.add_parser("queue", help="recompute the build queue and show it per ABI")
     p.add_argument("--json", action="store_true")

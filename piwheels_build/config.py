@@ -53,6 +53,7 @@ class Config:
     retry_delay: int = 60
     yanked: str = "skip"
     sync_workers: int = 8
+    full_list_interval: int = 86400
     http_timeout: float = 30.0
     http_retries: int = 4
     stats_interval: int = 300
@@ -88,6 +89,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "retry_delay": (int,),
     "yanked": (str,),
     "sync_workers": (int,),
+    "full_list_interval": (int,),
     "http_timeout": (int, float),
     "http_retries": (int,),
     "stats_interval": (int,),
@@ -137,6 +139,11 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
                 "build_memory", "build_disk", "log_limit", "stats_interval"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config: {key} must be positive{where}")
+    if cfg.full_list_interval < 0:
+        raise ConfigError(
+            f"config: full_list_interval must be 0 (read the project list on every sync) or "
+            f"a number of seconds{where}, not {cfg.full_list_interval!r}"
+        )
     if not cfg.builder_name:
         cfg.builder_name = socket.gethostname()
     return cfg

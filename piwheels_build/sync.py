@@ -1,23 +1,31 @@
 """Mirror the upstream's projects, versions and files into the database.
 
-Two phases. The list phase reads the root page once and, set-based, adds new
-packages, marks removed ones deleted and flags what changed (``needs_sync``).
-The project phase fetches the flagged pages in a thread pool and writes each
-project in its own transaction from the main thread, so an interrupted run
-resumes where it stopped: ``needs_sync`` is cleared only with the project.
+Two phases. The list phase decides what to fetch. It reads the root page and,
+set-based, adds new packages, marks removed ones deleted and flags what
+changed (``needs_sync``); or, when an XML-RPC changelog is configured and the
+full list was read less than ``full_list_interval`` seconds ago, it flags only
+the projects the changelog names since the last run (reading 930,000 names
+every few minutes is most of an incremental run; the full list stays as the
+safety net that notices what the changelog missed). The project phase fetches
+the flagged pages in a thread pool and writes them from the main thread in
+groups (GROUP_SIZE), one transaction and a fixed handful of statements per
+group, so an interrupted run resumes where it stopped: ``needs_sync`` is
+cleared only in the transaction that writes the project's data.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from packaging.version import InvalidVersion, Version
 from psycopg2.extras import execute_values
@@ -25,14 +33,23 @@ from psycopg2.extras import execute_values
 from .config import Config
 from .errors import UpstreamError
 from .names import is_valid_name, normalize
-from .upstream import ProjectPage, Upstream, classify
+from .upstream import ChangelogEntry, ProjectPage, Upstream, classify
 
 BATCH = 10_000                # rows per INSERT of the project list
 RESYNC_OLDEST = 1000          # known packages re-read per run when the upstream has no serials
 PROGRESS_EVERY = 2.0          # seconds between progress messages
 MAX_FAILURES_IN_A_ROW = 50    # project pages failing in a row before the run gives up
+GROUP_SIZE = 100              # fetched projects written per transaction
+GROUP_WAIT = 0.5              # seconds a fetched project waits for its group to fill
 SYNC_SKIPS = (None, "binary-only", "yanked", "deleted")  # skip reasons sync owns
 _cursor_ids = itertools.count(1)
+
+# When the full list was last read (settings 'full_list_at'), as ISO 8601 UTC.
+_SAVE_FULL_LIST_AT = (
+    "INSERT INTO settings (key, value) VALUES ('full_list_at',"
+    " to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
 
 Connection = psycopg2.extensions.connection
 Cursor = psycopg2.extensions.cursor
@@ -64,9 +81,25 @@ class SyncSummary:
             f"{len(self.errors):,} errors in {self.elapsed:.1f}s"
         )
 
+    def add(self, other: SyncSummary) -> None:
+        """Count a committed group's figures.
+
+        A group counts into its own summary until it commits, so a rolled-back
+        group leaves the totals right.
+        """
+        for f in fields(self):
+            if f.name == "errors":
+                self.errors.extend(other.errors)
+            elif f.name != "elapsed":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 class SyncInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sync, after committing every finished project; carries the summary."""
+    """Ctrl-C during a sync; carries the summary of what was committed.
+
+    Every group written before it stays; the group being written is rolled
+    back and pages fetched but not yet written stay flagged for the next run.
+    """
 
     def __init__(self, summary: SyncSummary) -> None:
         super().__init__("sync interrupted")
@@ -105,12 +138,15 @@ def sync(
     *,
     progress: Callable[[str], None] | None = None,
     upstream: Upstream | None = None,
+    full_list: bool = False,
 ) -> SyncSummary:
     """Bring the database in line with the upstream: everything, or just ``names``.
 
     Raises UpstreamError when the project list cannot be read or a name is
     invalid (before anything is written); a failing project page is only
     recorded in ``summary.errors`` and stays flagged for the next run.
+    ``full_list`` reads the whole project list even when the changelog would
+    do (it is what notices deletions the changelog missed).
     """
     started = time.monotonic()
     summary = SyncSummary()
@@ -123,7 +159,8 @@ def sync(
     _fast_commits(conn, True)
     try:
         if named is None:
-            _sync_list(conn, up, summary, report)
+            if full_list or not _sync_changelog_only(conn, cfg, up, summary, report):
+                _sync_list(conn, up, summary, report)
             total, targets = _pending(conn)
         else:
             summary.projects_seen = total = len(named)
@@ -142,7 +179,7 @@ def sync(
 
 
 def _fast_commits(conn: Connection, on: bool) -> None:
-    """No fsync wait per project: a commit lost in a crash leaves that project flagged."""
+    """No fsync wait per group: a commit lost in a crash leaves its projects flagged."""
     if conn.closed:
         return
     try:
@@ -185,7 +222,8 @@ def _sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: _Pr
         if not plist.serials:
             _flag_oldest(cur)
         _apply_changelog(cur, up, plist.serial)
-        cur.execute("SELECT count(*) FROM packages WHERE needs_sync AND NOT deleted")
+        cur.execute(_SAVE_FULL_LIST_AT)
+        cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
         todo = cur.fetchone()[0]
     conn.commit()
     report.say(
@@ -292,27 +330,32 @@ def _flag_oldest(cur: Cursor) -> None:
     )
 
 
-def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None:
-    """Flag the packages the upstream's changelog names since the last run."""
-    if not up.xmlrpc_url:
-        return
+def _last_serial(cur: Cursor) -> int:
+    """The changelog serial the last run got to, 0 when unknown."""
     cur.execute("SELECT value FROM settings WHERE key = 'upstream_serial'")
     row = cur.fetchone()
-    last = int(row[0]) if row and row[0].isdigit() else 0
+    return int(row[0]) if row and row[0].isdigit() else 0
+
+
+def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None:
+    """With the full list: also flag the packages the changelog names since the last run.
+
+    Deleted packages are left alone: the list just said they are gone.
+    """
+    if not up.xmlrpc_url:
+        return
+    last = _last_serial(cur)
     if last == 0:  # first run: every package is new anyway, just remember where we are
         _save_serial(cur, up.last_serial() or list_serial)
         return
     entries = up.changelog_since(last)
     if not entries:
         return
-    names = set()
-    for e in entries:
-        names.add(normalize(e.name))
-        if e.action.startswith("rename from "):
-            names.add(normalize(e.action[len("rename from "):].strip()))
+    live, others = _changelog_names(entries)
     cur.execute(
-        "UPDATE packages SET needs_sync = true WHERE package = ANY(%s) AND NOT needs_sync",
-        (sorted(names),),
+        "UPDATE packages SET needs_sync = true"
+        " WHERE package = ANY(%s) AND NOT needs_sync AND NOT deleted",
+        (sorted(set(live) | others),),
     )
     _save_serial(cur, max(e.serial for e in entries))
 
@@ -326,13 +369,131 @@ def _save_serial(cur: Cursor, serial: int | None) -> None:
         )
 
 
+def _changelog_names(
+    entries: list[ChangelogEntry],
+) -> tuple[dict[str, tuple[str, int]], set[str]]:
+    """What the changelog names: live projects, and the ones it says are gone.
+
+    ``live`` maps each package whose latest entry is not a removal of the
+    project to (its spelling, its latest serial); the other set holds removed
+    projects and the old names of renamed ones (flagged only when known: their
+    page will 404 and mark them deleted).
+    """
+    live: dict[str, tuple[str, int]] = {}
+    gone: set[str] = set()
+    for e in sorted(entries, key=lambda e: e.serial):
+        if e.action.startswith("rename from "):
+            old = e.action[len("rename from "):].strip()
+            if is_valid_name(old):
+                gone.add(normalize(old))
+                live.pop(normalize(old), None)
+        if not is_valid_name(e.name):
+            continue
+        package = normalize(e.name)
+        if e.action == "remove project":
+            gone.add(package)
+            live.pop(package, None)
+        else:
+            gone.discard(package)
+            live[package] = (e.name, e.serial)
+    return live, gone
+
+
+def _full_list_due(cur: Cursor, interval: int) -> bool:
+    """True when the full list was never read, or ``interval`` seconds ago or more."""
+    cur.execute("SELECT (SELECT value FROM settings WHERE key = 'full_list_at'), now()")
+    value, now = cur.fetchone()
+    try:
+        at = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        at = None
+    if at is None:
+        return True
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    age = (now - at).total_seconds()
+    return not 0 <= age < interval  # a time in the future (clock moved back) counts as due
+
+
+def _sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: SyncSummary,
+                         report: _Progress) -> bool:
+    """Flag only what the changelog names, when that is enough this run.
+
+    Returns False, having written nothing, when the full list must be read:
+    no changelog configured, ``full_list_interval`` is 0 or has passed since
+    the last full read, no serial is known yet, or the changelog does not answer.
+    """
+    if not up.xmlrpc_url or cfg.full_list_interval <= 0:
+        return False
+    with conn.cursor() as cur:
+        last = _last_serial(cur)
+        due = _full_list_due(cur, cfg.full_list_interval)
+    conn.commit()
+    if last == 0 or due:
+        return False
+    report.say(f"sync: reading the changelog since serial {last:,}")
+    entries = up.changelog_since(last)
+    if entries is None:
+        report.say("sync: the changelog did not answer; reading the full project list")
+        return False
+    live, gone = _changelog_names(entries)
+    with conn.cursor() as cur:
+        new = _flag_named(cur, live, gone)
+        if entries:
+            _save_serial(cur, max(e.serial for e in entries))
+        cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
+        todo = cur.fetchone()[0]
+    conn.commit()
+    summary.projects_seen = len(live) + len(gone)
+    summary.new_packages += new
+    report.say(
+        f"sync: the changelog names {summary.projects_seen:,} projects, {new:,} new, "
+        f"{todo:,} to sync (full list not due)"
+    )
+    return True
+
+
+def _flag_named(cur: Cursor, live: dict[str, tuple[str, int]], gone: set[str]) -> int:
+    """Add the live names not known yet and flag every named package; how many were new.
+
+    A deleted package is flagged too, without being restored: its page decides.
+    """
+    new = 0
+    if live:
+        rows = [(p, name, serial) for p, (name, serial) in sorted(live.items())]
+        added = execute_values(
+            cur,
+            "INSERT INTO packages (package, display_name, upstream_serial) VALUES %s"
+            " ON CONFLICT (package) DO NOTHING RETURNING package",
+            rows, page_size=BATCH, fetch=True,
+        )
+        new = len(added)
+        execute_values(
+            cur,
+            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT (name) DO NOTHING",
+            [(name, p) for p, name, _ in rows], page_size=BATCH,
+        )
+    flags = [(p, serial) for p, (_, serial) in live.items()] + [(p, None) for p in gone]
+    if flags:
+        execute_values(
+            cur,
+            "UPDATE packages p SET needs_sync = true,"
+            " upstream_serial = greatest(p.upstream_serial, v.serial)"
+            " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package"
+            " AND (v.serial IS NOT NULL OR NOT p.deleted)",  # removed, already deleted: skip
+            sorted(flags), template="(%s, %s::bigint)", page_size=BATCH,
+        )
+    return new
+
+
 def _pending(conn: Connection) -> tuple[int, Iterator[tuple[str, str]]]:
     """How many packages are flagged, and (package, display name) of each, recent first.
 
-    A WITH HOLD cursor streams them across the per-project commits, so 930,000
-    names never sit in this process at once.
+    A WITH HOLD cursor streams them across the group commits, so 930,000
+    names never sit in this process at once. A deleted package is flagged
+    only when the changelog named it again: its page says whether it is back.
     """
-    where = "WHERE needs_sync AND NOT deleted"
+    where = "WHERE needs_sync"
     with conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM packages {where}")
         total = cur.fetchone()[0]
@@ -378,18 +539,41 @@ def _fetch(up: Upstream, name: str) -> ProjectPage | UpstreamError | None:
         return e
 
 
+class _Fetched(NamedTuple):
+    """A project page fetched and waiting for its group's transaction (None: a 404)."""
+
+    package: str
+    name: str
+    page: ProjectPage | None
+
+
 def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
                    todo: Iterator[tuple[str, str]], total: int, summary: SyncSummary,
                    report: _Progress) -> None:
-    """Fetch pages in threads, write each project in its own transaction here."""
+    """Fetch pages in threads; write them here, GROUP_SIZE to a transaction.
+
+    A group is written when it is full, when nothing is left to fetch, or
+    when its first page has waited GROUP_WAIT seconds, so a small or slow
+    sync is not held back. Fetching goes on in the threads during a write.
+    """
     done, failures, started = 0, 0, time.monotonic()
     workers = max(1, cfg.sync_workers)
+    window = workers * 4 + GROUP_SIZE  # enough in flight to keep the threads busy while writing
     pool = ThreadPoolExecutor(workers, thread_name_prefix="sync")
     pending: dict[Future, tuple[str, str]] = {}
+    group: list[_Fetched] = []
+    group_since = 0.0
 
     def fill() -> None:
-        for package, name in itertools.islice(todo, max(0, workers * 4 - len(pending))):
+        for package, name in itertools.islice(todo, max(0, window - len(pending))):
             pending[pool.submit(_fetch, up, name)] = (package, name)
+
+    def flush() -> None:
+        nonlocal done
+        if group:
+            _write_group(conn, cfg, group, summary)
+            done += len(group)
+            group.clear()
 
     def line() -> str:
         rate = done / max(time.monotonic() - started, 1e-6)
@@ -398,24 +582,39 @@ def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
 
     try:
         fill()
-        while pending:
-            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+        while pending or group:
+            timeout = 1.0
+            if group:
+                timeout = max(0.0, group_since + GROUP_WAIT - time.monotonic())
+            finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for fut in finished:
                 package, name = pending.pop(fut)
-                ok = _handle(conn, cfg, package, name, fut.result(), summary)
-                done += 1
-                failures = 0 if ok else failures + 1
+                result = fut.result()
+                if isinstance(result, UpstreamError):
+                    summary.errors.append(str(result))
+                    done += 1
+                    failures += 1
+                    continue
+                if not group:
+                    group_since = time.monotonic()
+                group.append(_Fetched(package, name, result))
+                failures = 0
             if failures >= MAX_FAILURES_IN_A_ROW:
+                flush()
                 summary.errors.append(
                     f"sync: stopped after {failures} project pages failed in a row; "
                     "the upstream may be down, run sync again later"
                 )
                 break
             fill()
+            if group and (len(group) >= GROUP_SIZE or not pending
+                          or time.monotonic() - group_since >= GROUP_WAIT):
+                flush()
             if report.due():
                 report.say(line())
     except KeyboardInterrupt:
-        conn.rollback()
+        if not conn.closed:
+            conn.rollback()
         raise SyncInterrupted(summary) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -426,91 +625,164 @@ def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
         report.say(line())
 
 
-def _handle(conn: Connection, cfg: Config, package: str, name: str,
-            result: ProjectPage | UpstreamError | None, summary: SyncSummary) -> bool:
-    """Write one fetched project; False if it failed (it stays flagged)."""
-    if isinstance(result, UpstreamError):
-        summary.errors.append(str(result))
-        return False
+# Errors that a page's own content can cause (a number out of range, a NUL
+# byte, one file name on two projects' pages); anything else is the database's.
+_PAGE_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
+                psycopg2.errors.CardinalityViolation, ValueError)
+
+
+def _write_group(conn: Connection, cfg: Config, group: list[_Fetched],
+                 summary: SyncSummary) -> None:
+    """Write the group in one transaction; if the database refuses it, each project alone.
+
+    Figures reach ``summary`` only once committed. A project the database
+    refuses on its own is one error line and stays flagged.
+    """
+    delta = SyncSummary()
     try:
-        if result is None:
-            found = _gone(conn, package, name, summary)
-        else:
-            _apply_page(conn, cfg, package, result, summary)
-            found = True
+        _apply_group(conn, cfg, group, delta)
         conn.commit()
-    except BaseException:
+    except _PAGE_ERRORS as e:
         conn.rollback()
+        if len(group) > 1:
+            for item in group:
+                _write_group(conn, cfg, [item], summary)
+            return
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        summary.errors.append(f"sync: {group[0].name}: the database refused its page ({first})")
+        return
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
         raise
-    summary.projects_synced += found
-    return True
+    summary.add(delta)
 
 
-def _gone(conn: Connection, package: str, name: str, summary: SyncSummary) -> bool:
-    """A 404: a known package is deleted; an unknown one is an error for the caller."""
+def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
+                 summary: SyncSummary) -> None:
+    """Upsert the group's packages, versions and files, mark 404s deleted, refresh the queue.
+
+    A fixed handful of statements whatever the group's size: rows are read
+    and written per table for the whole group, never per project.
+    """
+    items = {f.package: f for f in group}      # one entry per package, the last one wins
+    packages = sorted(items)
+    found = {p: f for p, f in items.items() if f.page is not None}
+    skip_yanked = cfg.yanked == "skip"
     with conn.cursor() as cur:
-        cur.execute("SELECT deleted FROM packages WHERE package = %s FOR UPDATE", (package,))
-        row = cur.fetchone()
-        if row is None:
-            summary.errors.append(f"sync: {name} not found upstream")
-            return False
+        cur.execute("SELECT package, deleted FROM packages WHERE package = ANY(%s)"
+                    " ORDER BY package FOR UPDATE", (packages,))
+        was_deleted = dict(cur.fetchall())
+        changed = _gone_in_group(cur, items, was_deleted, summary)
+        changed |= _ensure_packages(cur, found, was_deleted, summary)
+        old_versions = _old_versions(cur, sorted(found))
+        old_files = _old_files(cur, sorted(found))
+        version_rows: list[tuple] = []
+        file_rows: list[tuple] = []
+        stale: list[str] = []
+        for package, f in found.items():
+            files, groups = _group(package, f.page)
+            rows = _plan_versions(package, groups, old_versions[package], skip_yanked, summary)
+            new_files, gone_files = _plan_files(files, old_files[package])
+            if rows or new_files or gone_files:
+                changed.add(package)
+            version_rows += rows
+            file_rows += new_files
+            stale += gone_files
+        _write_versions(cur, version_rows)
+        _write_files(cur, file_rows, stale)
+        if found:
+            execute_values(
+                cur,
+                "UPDATE packages p SET synced_serial = coalesce(v.serial, p.upstream_serial),"
+                " synced_at = now(), needs_sync = false, deleted = false"
+                " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package",
+                [(p, f.page.serial) for p, f in sorted(found.items())],
+                template="(%s, %s::bigint)", page_size=BATCH,
+            )
+        summary.projects_synced += len(found)
+        if changed:
+            _changed(cur, sorted(changed))
+
+
+def _gone_in_group(cur: Cursor, items: dict[str, _Fetched], was_deleted: dict[str, bool],
+                   summary: SyncSummary) -> set[str]:
+    """404s: a known package is deleted; an unknown one is an error. Returns the changed."""
+    gone = []
+    for package, f in sorted(items.items()):
+        if f.page is not None:
+            continue
+        if package not in was_deleted:
+            summary.errors.append(f"sync: {f.name} not found upstream")
+        else:
+            gone.append(package)
+    if gone:
         cur.execute(
             "UPDATE packages SET deleted = true, needs_sync = false, synced_at = now()"
-            " WHERE package = %s",
-            (package,),
+            " WHERE package = ANY(%s)",
+            (gone,),
         )
-        if not row[0]:
-            summary.deleted_packages += 1
-            _changed(cur, package)
-    return True
+    summary.projects_synced += len(gone)
+    newly = {p for p in gone if not was_deleted[p]}
+    summary.deleted_packages += len(newly)
+    return newly
 
 
-def _changed(cur: Cursor, package: str) -> None:
-    cur.execute("SELECT refresh_queue(%s)", (package,))
+def _changed(cur: Cursor, packages: list[str]) -> None:
+    """Refresh the queue of these packages and mark them for the index writer."""
+    cur.execute("SELECT count(refresh_queue(p)) FROM unnest(%s::text[]) AS p", (packages,))
     cur.execute(
-        "INSERT INTO index_dirty (package) VALUES (%s) "
-        "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since", (package,)
+        "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
+        "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since", (packages,)
     )
 
 
-def _ensure_package(cur: Cursor, package: str, page: ProjectPage,
-                    summary: SyncSummary) -> bool:
-    """Insert the package if new, record its spelling; True if it was new or deleted."""
-    spelled = page.name if normalize(page.name) == package else None
-    cur.execute(
-        "INSERT INTO packages (package, display_name) VALUES (%s, %s)"
-        " ON CONFLICT (package) DO NOTHING",
-        (package, spelled or package),
-    )
-    if cur.rowcount:
-        summary.new_packages += 1
-        changed = True
-    else:
-        cur.execute("SELECT deleted FROM packages WHERE package = %s FOR UPDATE", (package,))
-        changed = cur.fetchone()[0]
+def _ensure_packages(cur: Cursor, found: dict[str, _Fetched], was_deleted: dict[str, bool],
+                     summary: SyncSummary) -> set[str]:
+    """Insert the new packages, record spellings; the packages new or restored."""
+    spelled = {p: f.page.name for p, f in found.items() if normalize(f.page.name) == p}
+    new = [(p, spelled.get(p, p)) for p in sorted(found) if p not in was_deleted]
+    if new:
+        added = execute_values(
+            cur,
+            "INSERT INTO packages (package, display_name) VALUES %s"
+            " ON CONFLICT (package) DO NOTHING RETURNING package",
+            new, page_size=BATCH, fetch=True,
+        )
+        summary.new_packages += len(added)
     if spelled:
-        cur.execute(
-            "INSERT INTO package_names (name, package) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (spelled, package),
+        execute_values(
+            cur,
+            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT DO NOTHING",
+            sorted((name, p) for p, name in spelled.items()), page_size=BATCH,
         )
-    return changed
+    return {p for p, _ in new} | {p for p in found if was_deleted.get(p)}
 
 
-def _apply_page(conn: Connection, cfg: Config, package: str, page: ProjectPage,
-                summary: SyncSummary) -> None:
-    """Upsert the page's versions and files, mark the missing ones, refresh the queue."""
-    with conn.cursor() as cur:
-        changed = _ensure_package(cur, package, page, summary)
-        files, groups = _group(package, page)
-        changed |= _write_versions(cur, package, groups, cfg.yanked == "skip", summary)
-        changed |= _write_files(cur, package, files)
+def _old_versions(cur: Cursor, packages: list[str]) -> dict[str, dict[str, _Version]]:
+    out: dict[str, dict[str, _Version]] = defaultdict(dict)
+    if packages:
         cur.execute(
-            "UPDATE packages SET synced_serial = coalesce(%s, upstream_serial),"
-            " synced_at = now(), needs_sync = false, deleted = false WHERE package = %s",
-            (page.serial, package),
+            "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
+            " skip_reason FROM versions WHERE package = ANY(%s)",
+            (packages,),
         )
-        if changed:
-            _changed(cur, package)
+        for r in cur:
+            out[r[0]][r[1]] = _Version(*r[2:])
+    return out
+
+
+def _old_files(cur: Cursor, packages: list[str]) -> dict[str, dict[str, tuple]]:
+    out: dict[str, dict[str, tuple]] = defaultdict(dict)
+    if packages:
+        cur.execute(
+            "SELECT filename, package, version, kind, url, sha256, size, requires_python,"
+            " upload_time, yanked, yanked_reason FROM upstream_files WHERE package = ANY(%s)",
+            (packages,),
+        )
+        for r in cur:
+            out[r[1]][r[0]] = tuple(r)
+    return out
 
 
 def _group(package: str, page: ProjectPage) -> tuple[dict[str, tuple], dict[str, list[tuple]]]:
@@ -576,15 +848,9 @@ def _count(old: _Version | None, new: _Version, summary: SyncSummary) -> None:
         summary.deleted_versions += 1
 
 
-def _write_versions(cur: Cursor, package: str, groups: dict[str, list[tuple]],
-                    skip_yanked: bool, summary: SyncSummary) -> bool:
-    """Upsert the versions that changed; True if any did."""
-    cur.execute(
-        "SELECT version, released, yanked, yanked_reason, prerelease, deleted, skip_reason"
-        " FROM versions WHERE package = %s",
-        (package,),
-    )
-    old = {r[0]: _Version(*r[1:]) for r in cur.fetchall()}
+def _plan_versions(package: str, groups: dict[str, list[tuple]], old: dict[str, _Version],
+                   skip_yanked: bool, summary: SyncSummary) -> list[tuple]:
+    """The version rows that change: new or different ones, and the ones no longer listed."""
     rows = []
     for version, files in groups.items():
         new = _plan_version(version, files, old.get(version), skip_yanked)
@@ -597,6 +863,17 @@ def _write_versions(cur: Cursor, package: str, groups: dict[str, list[tuple]],
             new = was._replace(deleted=True, skip_reason=skip)
             _count(was, new, summary)
             rows.append((package, version, *new))
+    return rows
+
+
+def _plan_files(files: dict[str, tuple], old: dict[str, tuple]) -> tuple[list[tuple], list[str]]:
+    """Rows of new or changed upstream files, and names of the ones no longer listed."""
+    stale = [name for name in old if name not in files]
+    rows = [row for name, row in files.items() if old.get(name) != row]
+    return rows, stale
+
+
+def _write_versions(cur: Cursor, rows: list[tuple]) -> None:
     if rows:
         execute_values(
             cur,
@@ -606,21 +883,12 @@ def _write_versions(cur: Cursor, package: str, groups: dict[str, list[tuple]],
             " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason,"
             " prerelease = EXCLUDED.prerelease, deleted = EXCLUDED.deleted,"
             " skip_reason = EXCLUDED.skip_reason",
-            rows,
+            rows, page_size=BATCH,
         )
-    return bool(rows)
 
 
-def _write_files(cur: Cursor, package: str, files: dict[str, tuple]) -> bool:
-    """Upsert new or changed upstream files, delete the ones no longer listed."""
-    cur.execute(
-        "SELECT filename, package, version, kind, url, sha256, size, requires_python,"
-        " upload_time, yanked, yanked_reason FROM upstream_files WHERE package = %s",
-        (package,),
-    )
-    old = {r[0]: tuple(r) for r in cur.fetchall()}
-    stale = [name for name in old if name not in files]
-    rows = [row for name, row in files.items() if old.get(name) != row]
+def _write_files(cur: Cursor, rows: list[tuple], stale: list[str]) -> None:
+    """Delete the files no longer listed, then upsert the new or changed ones."""
     if stale:
         cur.execute("DELETE FROM upstream_files WHERE filename = ANY(%s)", (stale,))
     if rows:
@@ -633,7 +901,5 @@ def _write_files(cur: Cursor, package: str, files: dict[str, tuple]) -> bool:
             " sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
             " requires_python = EXCLUDED.requires_python, upload_time = EXCLUDED.upload_time,"
             " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason",
-            rows,
+            rows, page_size=BATCH,
         )
-    return bool(stale or rows)
-

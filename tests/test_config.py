@@ -18,6 +18,8 @@ def test_good_file_loads_with_defaults(tmp_path):
     assert cfg.build_memory == 512 << 20
     assert cfg.www == (tmp_path / "www").resolve()
     assert cfg.platform_aliases == {"linux_armv7l": ["linux_armv6l"]}
+    assert cfg.full_list_interval == 86400
+    assert _load(tmp_path, 'database = "x"\nfull_list_interval = 0\n').full_list_interval == 0
 
 
 @pytest.mark.parametrize("text, words", [
@@ -27,6 +29,8 @@ def test_good_file_loads_with_defaults(tmp_path):
     ('database = "x"\nyanked = "maybe"\n', "yanked must be"),
     ('database = "x"\npythons = [3]\n', "pythons must be a list"),
     ('database = "x"\nbuild_timeout = 0\n', "build_timeout must be positive"),
+    ('database = "x"\nfull_list_interval = -1\n', "full_list_interval must be 0 (read the"),
+    ('database = "x"\nfull_list_interval = "1d"\n', "full_list_interval must be an integer"),
     ('www = "w"\n', "no 'database' key"),
     ('database = \n', "not valid TOML"),
     ('database = "x"\nplatform_aliases = { linux_armv7l = "linux_armv6l" }\n', "must be a list"),

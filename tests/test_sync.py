@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
+import psycopg2.extensions
 import pytest
 from upstream_server import FakeUpstream, make_sdist
 
@@ -243,28 +247,36 @@ def test_malformed_page_is_an_error_not_a_crash(conn, dsn, fake):
     assert needs_sync(conn) == {"a"}
 
 
-def test_interrupt_commits_finished_projects(conn, dsn, fake, monkeypatch):
-    for name in ("a", "b", "c", "d"):
+def test_interrupt_keeps_committed_groups(conn, dsn, fake, monkeypatch):
+    monkeypatch.setattr(syncmod, "GROUP_SIZE", 2)
+    monkeypatch.setattr(syncmod, "GROUP_WAIT", 3600)   # groups close by size or at the end
+    names = {f"p{i}" for i in range(8)}
+    for name in names:
         sdist(fake, name, "1.0")
-    real = syncmod._apply_page
-    calls = []
+    real = syncmod._apply_group
+    groups: list[set[str]] = []
 
-    def interrupted(*args, **kw):
-        calls.append(args[2])
-        if len(calls) == 2:
+    def interrupted(conn, cfg, group, summary):
+        groups.append({f.package for f in group})
+        if len(groups) == 2:
+            real(conn, cfg, group, summary)       # written, then Ctrl-C before the commit
             raise KeyboardInterrupt
-        return real(*args, **kw)
+        return real(conn, cfg, group, summary)
 
-    monkeypatch.setattr(syncmod, "_apply_page", interrupted)
-    cfg = config(dsn, fake)
+    monkeypatch.setattr(syncmod, "_apply_group", interrupted)
+    cfg = config(dsn, fake, sync_workers=1)
     with pytest.raises(SyncInterrupted) as e:
         sync(conn, cfg)
-    assert e.value.summary.projects_synced == 1
-    assert needs_sync(conn) == {"a", "b", "c", "d"} - {calls[0]}
-    monkeypatch.setattr(syncmod, "_apply_page", real)
+    committed = groups[0]
+    assert len(committed) >= 2 and e.value.summary.projects_synced == len(committed)
+    assert e.value.summary.new_versions == len(committed)
+    assert needs_sync(conn) == names - committed
+    assert {r[0] for r in rows(conn, "SELECT package FROM versions")} == committed
+    monkeypatch.setattr(syncmod, "_apply_group", real)
     fake.requests_log.clear()
-    sync(conn, cfg)
-    assert needs_sync(conn) == set() and len(fake.project_paths()) == 3
+    s = sync(conn, cfg)
+    assert needs_sync(conn) == set() and s.projects_synced == len(names - committed)
+    assert sorted(fake.project_paths()) == sorted(f"/simple/{n}/" for n in names - committed)
 
 
 def test_too_many_failures_stop_the_run(conn, dsn, fake, monkeypatch):
@@ -275,6 +287,211 @@ def test_too_many_failures_stop_the_run(conn, dsn, fake, monkeypatch):
     s = sync(conn, config(dsn, fake, sync_workers=1))
     assert "stopped after 3 project pages failed in a row" in s.errors[-1]
     assert len(fake.project_paths()) < 8
+
+
+# ---------------------------------------------------------------- groups
+
+
+class CountingConnection(psycopg2.extensions.connection):
+    """Counts commits: sync writes a group of projects per transaction."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.commits = 0
+
+    def commit(self) -> None:
+        self.commits += 1
+        super().commit()
+
+
+def test_projects_are_written_in_groups(dsn, fake, monkeypatch):
+    monkeypatch.setattr(syncmod, "GROUP_WAIT", 3600)   # groups close by size or at the end
+    conn = psycopg2.connect(dsn, connection_factory=CountingConnection)
+    try:
+        rows(conn, "SELECT register_builder('h', 'cp311', 'linux_x86_64', '3.11')")
+        names = [f"pkg-{i:03}" for i in range(250)]
+        for name in names:
+            sdist(fake, name, "1.0")
+        wheel(fake, "pkg-007", "1.0")
+        sizes: list[int] = []
+        real = syncmod._apply_group
+
+        def counted(conn, cfg, group, summary):
+            sizes.append(len(group))
+            return real(conn, cfg, group, summary)
+
+        monkeypatch.setattr(syncmod, "_apply_group", counted)
+        conn.commits = 0
+        s = sync(conn, config(dsn, fake))
+        assert s.errors == [] and (s.projects_synced, s.new_versions) == (250, 250)
+        assert sum(sizes) == 250 and len(sizes) <= 3, sizes   # 250 transactions before
+        assert conn.commits <= len(sizes) + 5                 # + settings, list, cursor
+        assert needs_sync(conn) == set()
+        assert rows(conn, "SELECT count(*) FROM upstream_files") == [(251,)]
+        queue = rows(conn, "SELECT package, version, abi_tag FROM queue ORDER BY package")
+        assert queue == [(n, "1.0", "cp311") for n in names]
+        assert rows(conn, "SELECT count(*) FROM index_dirty") == [(250,)]
+
+        # a few changes: one small group, written as soon as nothing is left to fetch
+        sdist(fake, "pkg-001", "2.0")
+        fake.yank(("pkg-002", "1.0"))
+        fake.remove_project("pkg-003")                    # the list says so: no page read
+        sizes.clear()
+        s = sync(conn, config(dsn, fake))
+        assert sizes == [2] and s.errors == []
+        assert (s.new_versions, s.yanked, s.deleted_packages) == (1, 1, 1)
+        assert rows(conn, "SELECT package, version FROM queue WHERE package IN"
+                          " ('pkg-001', 'pkg-002', 'pkg-003') ORDER BY 1, 2") == [
+            ("pkg-001", "1.0"), ("pkg-001", "2.0")]
+    finally:
+        conn.close()
+
+
+def test_a_slow_page_does_not_hold_back_its_group(conn, dsn, fake, monkeypatch):
+    monkeypatch.setattr(syncmod, "GROUP_WAIT", 0.05)
+    for name in "abcde":
+        sdist(fake, name, "1.0")
+    others_written = threading.Event()
+    real_fetch, real_apply = syncmod._fetch, syncmod._apply_group
+    groups: list[list[str]] = []
+
+    def fetch(up, name):
+        if name == "e":           # held until the others are written (or, if they never
+            others_written.wait(60)   # are without it, for a minute: then the test fails)
+        return real_fetch(up, name)
+
+    def apply(conn, cfg, group, summary):
+        groups.append(sorted(f.package for f in group))
+        real_apply(conn, cfg, group, summary)
+        if sorted(p for g in groups for p in g) == list("abcd"):
+            others_written.set()
+
+    monkeypatch.setattr(syncmod, "_fetch", fetch)
+    monkeypatch.setattr(syncmod, "_apply_group", apply)
+    s = sync(conn, config(dsn, fake))
+    assert groups[-1] == ["e"] and s.projects_synced == 5, groups
+    assert needs_sync(conn) == set()
+
+
+def _page_with(name: str, **file_fields) -> bytes:
+    entry = {"filename": f"{name}-1.0.tar.gz", "url": f"../../files/{name}-1.0.tar.gz",
+             "hashes": {"sha256": "0" * 64}, **file_fields}
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": [entry]}).encode()
+
+
+@pytest.mark.parametrize("bad", [{"size": 10 ** 20}, {"requires-python": ">=3\x00"}],
+                         ids=["size-out-of-range", "nul-byte"])
+def test_bad_page_in_a_group_does_not_lose_the_others(conn, dsn, fake, monkeypatch, bad):
+    monkeypatch.setattr(syncmod, "GROUP_WAIT", 3600)
+    rows(conn, "SELECT register_builder('h', 'cp311', 'linux_x86_64', '3.11')")
+    names = {f"p{i:02}" for i in range(20)}
+    for name in names:
+        sdist(fake, name, "1.0")
+    fake.malformed("/simple/p05/", body=_page_with("p05", **bad))
+    sizes: list[int] = []
+    real = syncmod._apply_group
+
+    def counted(conn, cfg, group, summary):
+        sizes.append(len(group))
+        return real(conn, cfg, group, summary)
+
+    monkeypatch.setattr(syncmod, "_apply_group", counted)
+    cfg = config(dsn, fake)
+    s = sync(conn, cfg)
+    assert sizes[0] == 20 and sizes[1:] == [1] * 20   # the group, then one at a time
+    assert len(s.errors) == 1 and "\n" not in s.errors[0], s.errors
+    assert s.errors[0].startswith("sync: p05: the database refused its page (")
+    assert (s.projects_synced, s.new_versions) == (19, 19)
+    assert needs_sync(conn) == {"p05"}
+    assert rows(conn, "SELECT count(*) FROM versions WHERE package = 'p05'") == [(0,)]
+    assert {r[0] for r in rows(conn, "SELECT package FROM queue")} == names - {"p05"}
+    fake.requests_log.clear()
+    s = sync(conn, cfg)                                   # the page is right again
+    assert s.errors == [] and fake.project_paths() == ["/simple/p05/"]
+    assert {r[0] for r in rows(conn, "SELECT package FROM queue")} == names
+
+
+# ---------------------------------------------------------------- changelog-only incremental runs
+
+
+def full_list_reads(fake: FakeUpstream) -> int:
+    return fake.requests_log.count("/simple/")
+
+
+def test_changelog_only_runs_skip_the_full_list(conn, dsn, fake):
+    for name in ("a", "b", "c"):
+        sdist(fake, name, "1.0")
+    cfg = config(dsn, fake, upstream_xmlrpc=fake.xmlrpc_url)
+    sync(conn, cfg)
+    assert full_list_reads(fake) == 1
+    (read_at,) = rows(conn, "SELECT value FROM settings WHERE key = 'full_list_at'")[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", read_at)
+
+    sdist(fake, "b", "1.1")
+    sdist(fake, "New_One", "0.1")
+    fake.remove_project("c")
+    fake.requests_log.clear()
+    s = sync(conn, cfg)
+    assert full_list_reads(fake) == 0
+    assert sorted(fake.project_paths()) == ["/simple/b/", "/simple/c/", "/simple/new-one/"]
+    assert (s.projects_seen, s.projects_synced, s.new_packages) == (3, 3, 1)
+    assert (s.new_versions, s.deleted_packages) == (2, 1) and s.errors == []
+    assert rows(conn, "SELECT package FROM packages WHERE deleted") == [("c",)]
+    assert rows(conn, "SELECT display_name, upstream_serial, synced_serial FROM packages"
+                      " WHERE package = 'new-one'") == [
+        ("New_One", fake.projects["new-one"].serial, fake.projects["new-one"].serial)]
+    assert rows(conn, "SELECT value FROM settings WHERE key = 'upstream_serial'") == [
+        (str(fake.serial),)]
+
+    fake.requests_log.clear()
+    s = sync(conn, cfg)                                   # nothing new: nothing read
+    assert fake.requests_log == ["/pypi"] and s.projects_synced == 0
+
+    sdist(fake, "c", "2.0")                               # a deleted project comes back
+    fake.requests_log.clear()
+    s = sync(conn, cfg)
+    assert full_list_reads(fake) == 0 and fake.project_paths() == ["/simple/c/"]
+    assert rows(conn, "SELECT package FROM packages WHERE deleted") == []
+    assert version_row(conn, "c", "2.0")["deleted"] is False
+
+
+def test_full_list_read_when_due_or_asked(conn, dsn, fake):
+    sdist(fake, "a", "1.0")
+    sdist(fake, "b", "1.0")
+    cfg = config(dsn, fake, upstream_xmlrpc=fake.xmlrpc_url)
+    sync(conn, cfg)
+    fake.requests_log.clear()
+    sync(conn, cfg)
+    assert full_list_reads(fake) == 0
+
+    # the last full read is older than full_list_interval (a day by default)
+    rows(conn, "UPDATE settings SET value = '2000-01-01T00:00:00Z' WHERE key = 'full_list_at'"
+               " RETURNING 1")
+    sdist(fake, "b", "1.1")
+    fake.requests_log.clear()
+    s = sync(conn, cfg)
+    assert full_list_reads(fake) == 1 and fake.project_paths() == ["/simple/b/"]
+    assert s.projects_seen == 2 and s.new_versions == 1
+    assert rows(conn, "SELECT value > '2000-01-01T00:00:00Z' FROM settings"
+                      " WHERE key = 'full_list_at'") == [(True,)]
+    fake.requests_log.clear()
+    sync(conn, cfg)
+    assert full_list_reads(fake) == 0
+
+    fake.requests_log.clear()
+    sync(conn, cfg, full_list=True)                       # piwheels sync --full-list
+    assert full_list_reads(fake) == 1
+
+    fake.requests_log.clear()
+    sync(conn, config(dsn, fake, upstream_xmlrpc=fake.xmlrpc_url, full_list_interval=0))
+    assert full_list_reads(fake) == 1
+
+    fake.xmlrpc = False                                   # the changelog stops answering
+    sdist(fake, "a", "1.1")
+    fake.requests_log.clear()
+    s = sync(conn, cfg)
+    assert full_list_reads(fake) == 1 and fake.project_paths() == ["/simple/a/"]
+    assert s.new_versions == 1
 
 
 # ---------------------------------------------------------------- HTML upstream: no serials
@@ -298,7 +515,8 @@ def test_changelog_flags_changed_packages(conn, dsn, html_fake, monkeypatch):
     monkeypatch.setattr(syncmod, "RESYNC_OLDEST", 0)
     for name in ("a", "b"):
         sdist(html_fake, name, "1.0")
-    cfg = config(dsn, html_fake, upstream_xmlrpc=html_fake.xmlrpc_url)
+    # the full list on every run, the changelog on top of it
+    cfg = config(dsn, html_fake, upstream_xmlrpc=html_fake.xmlrpc_url, full_list_interval=0)
     sync(conn, cfg)
     assert rows(conn, "SELECT value FROM settings WHERE key = 'upstream_serial'") == [
         (str(html_fake.serial),)]
