@@ -30,6 +30,14 @@ options:
     type: list
     elements: str
     default: []
+  full_list:
+    description:
+      - Read the whole project list even when the XML-RPC changelog would do
+        (C(piwheels sync --full-list)); it is how deletions the changelog
+        missed are noticed. Without it the list is read every
+        C(full_list_interval) seconds of the configuration.
+    type: bool
+    default: false
   fail_on_errors:
     description: Fail when some project pages could not be synced (they stay flagged).
     type: bool
@@ -87,11 +95,13 @@ def main():
     module = admin_module(dict(
         config=dict(type="path", default="/etc/piwheels/piwheels.toml"),
         names=dict(type="list", elements="str", default=[]),
+        full_list=dict(type="bool", default=False),
         fail_on_errors=dict(type="bool", default=True),
     ))
     p = module.params
     # Not run_admin: a sync with some projects failed still has a summary to report.
-    rc, err, answer = call_admin(module, "sync", {"config": p["config"], "names": p["names"]})
+    rc, err, answer = call_admin(module, "sync", {"config": p["config"], "names": p["names"],
+                                                  "full_list": p["full_list"]})
     summary = answer.get("summary")
     if "summary" not in answer or (answer.get("failed") and not summary):
         answer.pop("failed", None)

@@ -458,7 +458,8 @@ def requeue(dsn: str, package: str, version: str, abi: str | None = None, priori
 
 
 def run_sync(config: str, names: list[str] | None = None, check: bool = False,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[str], None] | None = None,
+             full_list: bool = False) -> dict[str, Any]:
     """``piwheels sync`` with a structured answer. Check mode reads what is pending only."""
     from . import config as configmod
     from .sync import sync
@@ -474,7 +475,7 @@ def run_sync(config: str, names: list[str] | None = None, check: bool = False,
             conn.rollback()
             return {"changed": False, "pending": pending, "summary": None,
                     "msg": "check mode: the upstream was not read"}
-        summary = sync(conn, cfg, names or None, progress=progress)
+        summary = sync(conn, cfg, names or None, progress=progress, full_list=full_list)
     finally:
         conn.close()
     data = {k: getattr(summary, k) for k in (
@@ -584,7 +585,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             out["facts"] = queue_facts(dsn)
         return out
     if action == "sync":
-        return run_sync(p["config"], p.get("names"), check)
+        return run_sync(p["config"], p.get("names"), check,
+                        full_list=bool(p.get("full_list", False)))
     if action == "build":
         return run_build(p["config"], int(p.get("batch", 10)),
                          float(p.get("idle_timeout", 0)), float(p.get("poll", 2)), check)

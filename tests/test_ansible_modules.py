@@ -348,6 +348,18 @@ def test_sync_changed_only_when_upstream_changed(dsn, fake, tmp_path):
     assert named["changed"] is True and named["summary"]["new_versions"] == 1
 
 
+def test_sync_full_list_option_reads_the_project_list(dsn, fake, tmp_path):
+    """With a changelog the list is read once a day; full_list: true reads it now."""
+    fake.add_file("alpha", *make_sdist("alpha", "1.0"))
+    cfg = _config(tmp_path, dsn, fake.url, upstream_xmlrpc=fake.xmlrpc_url)
+    run_module("piwheels_sync", tmp_path, config=str(cfg))
+    fake.requests_log.clear()
+    assert run_module("piwheels_sync", tmp_path, config=str(cfg))["changed"] is False
+    assert fake.requests_log.count("/simple/") == 0  # the changelog was enough
+    out = run_module("piwheels_sync", tmp_path, config=str(cfg), full_list=True)
+    assert out["changed"] is False and fake.requests_log.count("/simple/") == 1
+
+
 def test_sync_reports_a_missing_config(tmp_path):
     out = run_module("piwheels_sync", tmp_path, config=str(tmp_path / "none.toml"))
     assert out["failed"] is True and "does not exist" in out["msg"]
