@@ -13,7 +13,14 @@ per-project serials, and makes up each project page (one sdist).
   Peak resident memory of this process over the run.
 - Then every package is taken as synced, 1,000 projects get a new version
   and serial upstream, and a full ``sync`` run is timed: re-reading the list
-  and syncing the 1,000.
+  and syncing the 1,000 (the full-list incremental run).
+- Then the same with the XML-RPC changelog (``upstream_xmlrpc``, served by
+  the fake upstream too) and the full list not due (``full_list_interval``):
+  a setup run reads the list once more and records the changelog serial,
+  another 1,000 projects change, and the changelog-only incremental run is
+  timed. The fake upstream counts its root-page requests: that run must make
+  none. After both runs every changed project must have its new version in
+  the database, or the benchmark fails.
 - The ceiling of the project phase: the same number of project pages
   fetched and parsed by ``Upstream.project`` in ``sync_workers`` threads,
   with no database work; the ratio of the two rates.
@@ -27,6 +34,9 @@ per-project serials, and makes up each project page (one sdist).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import re
 import subprocess
 import sys
@@ -74,6 +84,40 @@ def _sample_names(port: int, n: int) -> list[str]:
     projects = r.json()["projects"]
     step = max(1, len(projects) // n)
     return [p["name"] for p in projects[::step][:n]]
+
+
+def _stats(port: int) -> dict[str, int]:
+    """Requests the fake upstream has served so far (root, pages, xmlrpc)."""
+    return requests.get(f"http://127.0.0.1:{port}/_stats", timeout=30).json()
+
+
+def _bump(port: int, n: int, offset: int) -> list[tuple[str, str]]:
+    """n projects get a new version upstream; (package, new version) of each."""
+    r = requests.post(f"http://127.0.0.1:{port}/_bump?n={n}&offset={offset}", timeout=300)
+    r.raise_for_status()
+    return [(p, v) for p, v in r.json()]
+
+
+def _check_synced(conn, bumped: list[tuple[str, str]], run: str) -> None:
+    """Every changed project has its new version and is no longer flagged, or fail."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM versions v JOIN packages p USING (package)"
+                    " JOIN unnest(%s::text[], %s::text[]) AS b(package, version)"
+                    "   ON b.package = v.package AND b.version = v.version"
+                    " WHERE NOT v.deleted AND NOT p.needs_sync",
+                    ([p for p, _ in bumped], [v for _, v in bumped]))
+        found = cur.fetchone()[0]
+    conn.rollback()
+    if not bumped or found != len(bumped):
+        raise SystemExit(f"sync_scale: {run}: only {found:,} of the {len(bumped):,} changed "
+                         "projects have their new version in the database")
+
+
+def _settle() -> None:
+    """Give freed memory back (gc, malloc_trim) so a phase's peak RSS is its own."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def main() -> None:
@@ -169,17 +213,72 @@ def main() -> None:
                 cur.execute("UPDATE packages SET needs_sync = false, synced_at = now(),"
                             " synced_serial = upstream_serial WHERE needs_sync")
             conn.commit()
-            requests.post(f"http://127.0.0.1:{port}/_bump?n={args.changed}", timeout=300)
+            bumped = _bump(port, args.changed, 0)
             marks.clear()
+            _settle()
+            report.add("incremental_rss_before_mib", round(rss_mib(), 1), "MiB")
             reset_peak_rss()
+            before = _stats(port)
             t0 = time.perf_counter()
             summary = sync(conn, cfg, progress=lambda m: progress(m) if "listed" in m else None)
             t_end = time.perf_counter()
-            report.add("incremental_s", round(t_end - t0, 1), "s")
-            report.add("incremental_list_phase_s", round(marks.get("listed", t0) - t0, 1), "s")
+            t_full_list = t_end - t0
+            report.add("incremental_s", round(t_full_list, 2), "s")
+            report.add("incremental_list_phase_s", round(marks.get("listed", t0) - t0, 2), "s")
             report.add("incremental_projects_synced", summary.projects_synced)
             report.add("incremental_new_versions", summary.new_versions)
             report.add("incremental_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
+            report.add("full_list_run_root_requests", _stats(port)["root"] - before["root"])
+            _check_synced(conn, bumped, "full-list incremental run")
+
+            # -- the same with the changelog, the full list not due ---------------------------
+            # Setup, not timed: a full-list run with the changelog configured records the
+            # changelog serial (what a farm with upstream_xmlrpc has after any run) and the
+            # time of the full read; nothing changed upstream since the run above.
+            cfg_rpc = configmod.from_dict({
+                "database": cluster.dsn, "upstream": url,
+                "upstream_xmlrpc": f"http://127.0.0.1:{port}/pypi",
+                "full_list_interval": 86400,
+            })
+            summary = sync(conn, cfg_rpc, full_list=True)
+            if summary.projects_synced:
+                report.note(f"changelog setup run synced {summary.projects_synced:,} projects")
+            bumped = _bump(port, args.changed, 1)  # another set of projects
+            said: list[str] = []
+
+            def heard(msg: str) -> None:
+                if "changelog names" in msg or "projects listed" in msg:
+                    marks["listed"] = time.perf_counter()
+                    said.append(msg)
+                    report.log(msg)
+
+            marks.clear()
+            _settle()
+            report.add("incremental_changelog_rss_before_mib", round(rss_mib(), 1), "MiB")
+            reset_peak_rss()
+            before = _stats(port)
+            t0 = time.perf_counter()
+            summary = sync(conn, cfg_rpc, progress=heard)
+            t_end = time.perf_counter()
+            after = _stats(port)
+            t_changelog = t_end - t0
+            report.add("incremental_changelog_s", round(t_changelog, 2), "s")
+            report.add("incremental_changelog_list_phase_s",
+                       round(marks.get("listed", t0) - t0, 2), "s")
+            report.add("incremental_changelog_projects_synced", summary.projects_synced)
+            report.add("incremental_changelog_new_versions", summary.new_versions)
+            report.add("incremental_changelog_peak_rss_mib", round(peak_rss_mib(), 1), "MiB")
+            report.add("changelog_run_root_requests", after["root"] - before["root"])
+            report.add("changelog_run_xmlrpc_requests", after["xmlrpc"] - before["xmlrpc"])
+            report.add("ratio_changelog_to_full_list_incremental",
+                       round(t_changelog / t_full_list, 3) if t_full_list else None)
+            if after["root"] != before["root"]:
+                raise SystemExit("sync_scale: the changelog run read the full project list "
+                                 f"({after['root'] - before['root']} root requests; {said})")
+            _check_synced(conn, bumped, "changelog-only incremental run")
+            if summary.errors:
+                report.note(f"changelog run: {len(summary.errors)} errors, e.g. "
+                            f"{summary.errors[0][:150]}")
             conn.close()
 
             # -- the ceiling of the project phase: the same pages fetched and parsed only -----

@@ -26,7 +26,9 @@ EXPECTED = {
     "builds.py": ["plain_wall_s", "packages", "rounds"],
     "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
     "sync_scale.py": ["first_list_phase_s", "first_project_rate_per_s", "first_peak_rss_mib",
-                      "incremental_s"],
+                      "incremental_s", "incremental_changelog_s",
+                      "incremental_changelog_peak_rss_mib", "changelog_run_root_requests",
+                      "ratio_changelog_to_full_list_incremental"],
     "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
 }
 
