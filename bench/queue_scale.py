@@ -64,6 +64,16 @@ def wheel_for(claim: tuple, i: int) -> dict:
             "dependencies": [{"tool": "pip", "dependency": "six"}]}
 
 
+def restore_0002_view(cur) -> None:
+    """wanted_builds as migration 0002 wrote it (before 0004 grouped its tests)."""
+    from piwheels_build import db
+
+    sql = next(text for n, _, text in db.migrations() if n == 2)
+    body = sql[sql.index("CREATE VIEW wanted_builds"):]
+    body = body[:body.index(";\n") + 1]
+    cur.execute(body.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+
+
 def main() -> None:
     ap = _common.parser(__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, default=None,
@@ -209,6 +219,31 @@ def main() -> None:
             print_plan(title, lines)
             plans[title] = plan_summary(lines)
         report.add("plans", plans)
+
+        # -- before/after migration 0004's view, in this run ---------------------------------
+        # A no-op refresh_queue() with 0004's wanted_builds, then with 0002's (a correlated
+        # probe of builds per version and ABI), in this throwaway database only. The queue
+        # must come out the same: the two views must agree.
+        cur.execute("SELECT count(*) FROM queue")
+        queued = cur.fetchone()[0]
+        with timed() as t:
+            cur.execute("SELECT refresh_queue()")
+            cur.fetchone()
+        report.add("refresh_full_noop_again_s", round(t[0], 2), "s")
+        restore_0002_view(cur)
+        with timed() as t:
+            cur.execute("SELECT refresh_queue()")
+            added_old = cur.fetchone()[0]
+        report.add("before_0004_refresh_full_noop_s", round(t[0], 2), "s")
+        cur.execute("SELECT count(*) FROM queue")
+        queued_old = cur.fetchone()[0]
+        report.add("before_0004_refresh_rows_added", added_old)
+        report.add("before_0004_refresh_rows_removed", queued + added_old - queued_old)
+        if added_old or queued_old != queued:
+            report.note("0002's and 0004's wanted_builds disagree: the queue changed")
+        report.add("speedup_refresh_over_0002",
+                   round(report.figures["before_0004_refresh_full_noop_s"]
+                         / max(report.figures["refresh_full_noop_again_s"], 0.001), 2))
 
         conn.close()
     report.finish()

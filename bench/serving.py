@@ -7,9 +7,10 @@ PEP 658 ``.metadata``) and one 1 MiB wheel. Three servers serve it on
 
 - nginx, run as our own process with a configuration generated from the
   webserver role's template (PEP 691 negotiation with ``map $http_accept``);
-- ``piwheels serve`` (piwheels_build.serve, through the CLI), and the same
-  server with TCP_NODELAY set (``piwheels_nodelay``: the fix proposed in
-  docs/benchmarks.md, applied in the benchmark's process only);
+- ``piwheels serve`` (piwheels_build.serve, through the CLI, which sets
+  TCP_NODELAY), and the same server with Nagle's algorithm left on
+  (``piwheels_nagle``: how it was before that fix, in the benchmark's process
+  only), so the fix's effect is measured in the same run;
 - pypiserver (``pip install pypiserver waitress``) on ``www/simple``
   (``--disable-fallback``: nothing is redirected off this machine).
 
@@ -177,12 +178,12 @@ def start_server(kind: str, www: Path, work: Path, cfg: Path) -> tuple[subproces
     elif kind == "piwheels":
         cmd = [sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg), "serve",
                "--port", str(port)]
-    elif kind == "piwheels_nodelay":
-        # The proposed fix, measured: TCP_NODELAY on the handler's socket (headers and body
-        # are separate writes, so Nagle + delayed ACK hold each keep-alive answer ~40 ms).
+    elif kind == "piwheels_nagle":
+        # Before the fix: Nagle on (headers and body are separate writes, so Nagle + the
+        # client's delayed ACK hold each keep-alive answer ~40 ms).
         cmd = [sys.executable, "-c",
                "import sys; from piwheels_build import serve;"
-               " serve.Handler.disable_nagle_algorithm = True;"
+               " serve.Handler.disable_nagle_algorithm = False;"
                " serve.serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]))",
                str(www), str(port)]
     else:
@@ -268,7 +269,7 @@ def main() -> None:
         if not have_wrk:
             report.note("wrk not installed (apt-get install wrk): requests/s not measured")
         servers = []
-        for kind in ("nginx", "piwheels", "piwheels_nodelay", "pypiserver"):
+        for kind in ("nginx", "piwheels", "piwheels_nagle", "pypiserver"):
             if kind == "nginx" and not shutil.which("nginx"):
                 report.note("nginx not installed (apt-get install nginx): skipped")
                 continue

@@ -33,6 +33,7 @@ import psycopg2.extras
 from packaging.version import InvalidVersion, Version
 
 from .names import abi_version
+from .store import fsync_dir
 
 BATCH = 1000
 LOG_LIMIT = 64 << 20  # bytes of a decompressed log we publish at most
@@ -132,12 +133,7 @@ def _fsync_paths(paths: Iterable[Path]) -> None:
             finally:
                 os.close(fd)
     for d in dirs:
-        with contextlib.suppress(FileNotFoundError):
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_dir(d)
 
 
 def _sync_filesystem(path: Path) -> None:

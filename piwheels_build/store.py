@@ -40,7 +40,7 @@ def _temp_name(directory: Path, filename: str) -> Path:
     return directory / f".{filename}.tmp-{secrets.token_hex(6)}"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable; best effort (sshfs and some filesystems refuse)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -135,7 +135,7 @@ class Store:
                     self._replace_existing(tmp, final, digest, may_replace)
         except OSError as e:
             raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return final
 
     def _replace_existing(self, tmp: Path, final: Path, digest: str,
@@ -166,7 +166,7 @@ class Store:
                 os.replace(tmp, final)
         except OSError as e:
             raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return digest
 
     def alias(self, package: str, filename: str, alias_filename: str) -> bool:
@@ -240,7 +240,7 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(entry.name)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return sorted(removed)
 
     def disk_usage(self) -> int:

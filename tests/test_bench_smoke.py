@@ -20,11 +20,13 @@ BENCH = ROOT / "bench"
 # bench script -> figures its --quick run must print
 EXPECTED = {
     "queue_scale.py": ["refresh_full_initial_s", "refresh_package", "next_100k_from_queue",
-                       "claim", "finish", "plans"],
-    "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench"],
+                       "claim", "finish", "plans", "before_0004_refresh_full_noop_s",
+                       "speedup_refresh_over_0002"],
+    "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench",
+                    "before_0004_builds_per_s"],
     "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats"],
     "builds.py": ["plain_wall_s", "packages", "rounds"],
-    "serving.py": ["page_json_bytes", "piwheels_pip_install_s"],
+    "serving.py": ["page_json_bytes", "piwheels_pip_install_s", "piwheels_nagle_pip_install_s"],
     "sync_scale.py": ["first_list_phase_s", "first_project_rate_per_s", "first_peak_rss_mib",
                       "incremental_s", "incremental_changelog_s",
                       "incremental_changelog_peak_rss_mib", "changelog_run_root_requests",
@@ -48,5 +50,9 @@ def test_bench_quick(script: str, tmp_path: Path) -> None:
     for key in EXPECTED[script]:
         assert key in data["figures"], (key, sorted(data["figures"]))
         assert f"figure: {key} = " in proc.stdout
+    if script == "queue_scale.py":
+        # 0002's and 0004's wanted_builds must agree: the old view's refresh changes nothing.
+        assert data["figures"]["before_0004_refresh_rows_added"] == 0
+        assert data["figures"]["before_0004_refresh_rows_removed"] == 0
     # The throwaway cluster is gone: no temporary directory left behind.
     assert "kept /" not in proc.stdout
