@@ -102,6 +102,33 @@ def restore_0002_finish_build(cluster: Cluster) -> None:
     conn.close()
 
 
+def wal_snapshot(dsn: str) -> tuple[str, int]:
+    """The WAL insert position and the number of WAL flushes so far (pg_stat_wal)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")
+        cur.execute("SELECT pg_current_wal_lsn()::text, wal_sync FROM pg_stat_wal")
+        lsn, syncs = cur.fetchone()
+    conn.close()
+    return lsn, int(syncs)
+
+
+def wal_since(dsn: str, since: tuple[str, int]) -> tuple[int, int]:
+    """WAL bytes written and WAL flushes since a wal_snapshot()."""
+    import psycopg2
+
+    lsn, syncs = wal_snapshot(dsn)
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_wal_lsn_diff(%s, %s)::bigint", (lsn, since[0]))
+        nbytes = cur.fetchone()[0]
+    conn.close()
+    return int(nbytes), syncs - since[1]
+
+
 def run_builders(dsn: str, builder_ids: list[int], seconds: float,
                  report: Report, prefix: str = "") -> dict:
     ctx = mp.get_context("fork")
@@ -112,6 +139,7 @@ def run_builders(dsn: str, builder_ids: list[int], seconds: float,
         p.start()
     time.sleep(1.0)  # let every worker connect
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wal0 = wal_snapshot(dsn)
     t0 = time.perf_counter()
     start.set()
     claims, finishes, idle, errors, msgs = [], [], 0, 0, set()
@@ -147,6 +175,7 @@ def run_builders(dsn: str, builder_ids: list[int], seconds: float,
         p.join(timeout=30)
     wall = time.perf_counter() - t0
     mon.close()
+    wal_bytes, wal_syncs = wal_since(dsn, wal0)
     total = sum(waits.values()) or 1
     report.add(f"{prefix}backend_states", {k: round(n / total, 3) for k, n in
                                   sorted(waits.items(), key=lambda kv: -kv[1])[:8]})
@@ -156,11 +185,14 @@ def run_builders(dsn: str, builder_ids: list[int], seconds: float,
     return {"builds": len(finishes), "seconds": seconds, "wall": wall,
             "claims": summary_ms(claims), "finishes": summary_ms(finishes),
             "idle_claims": idle, "errors": errors,
+            "wal_bytes": wal_bytes, "wal_syncs": wal_syncs,
             "client_cpu_s": round((after.ru_utime - before.ru_utime)
                                   + (after.ru_stime - before.ru_stime), 1)}
 
 
-def run_pgbench(cluster: Cluster, clients: int, seconds: int, report: Report) -> float:
+def run_pgbench(cluster: Cluster, clients: int, seconds: int,
+                report: Report) -> tuple[float, int, int]:
+    """pgbench -N's transactions/s, and the WAL bytes and flushes of its run."""
     conn = cluster.connect(autocommit=True)
     with conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS pgbench")
@@ -170,10 +202,12 @@ def run_pgbench(cluster: Cluster, clients: int, seconds: int, report: Report) ->
     subprocess.run([cluster.bin("pgbench"), "-i", "-q", "-s", "10", *common, "pgbench"],
                    check=True, capture_output=True, text=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wal0 = wal_snapshot(cluster.dsn)
     proc = subprocess.run([cluster.bin("pgbench"), "-N", "-c", str(clients), "-j", "2",
                            "-T", str(seconds), "-n", *common, "pgbench"],
                           check=True, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wal_bytes, wal_syncs = wal_since(cluster.dsn, wal0)
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", proc.stdout)
     if not m:
         m = re.search(r"tps = ([\d.]+)", proc.stdout)
@@ -182,7 +216,7 @@ def run_pgbench(cluster: Cluster, clients: int, seconds: int, report: Report) ->
             report.log(f"pgbench: {line}")
     report.add("pgbench_client_cpu_s", round((after.ru_utime - before.ru_utime)
                                              + (after.ru_stime - before.ru_stime), 1), "s")
-    return float(m[1])
+    return float(m[1]), wal_bytes, wal_syncs
 
 
 def main() -> None:
@@ -225,10 +259,19 @@ def main() -> None:
         report.add("idle_claims", res["idle_claims"])
         report.add("errors", res["errors"])
         report.add("builders_client_cpu_s", res["client_cpu_s"], "s")
+        report.add("wal_bytes_per_build", round(res["wal_bytes"] / max(res["builds"], 1)), "B")
+        report.add("wal_MiB_per_s", round(res["wal_bytes"] / seconds / 2**20, 2), "MiB/s")
+        report.add("commits_per_wal_flush",
+                   round(res["builds"] * 2 / max(res["wal_syncs"], 1), 2))
 
         report.log(f"pgbench -N with {len(ids)} clients for {seconds}s")
-        tps = run_pgbench(cluster, len(ids), seconds, report)
+        tps, pg_wal, pg_syncs = run_pgbench(cluster, len(ids), seconds, report)
         report.add("pgbench_tps", round(tps, 1), "/s")
+        report.add("pgbench_wal_bytes_per_tx", round(pg_wal / max(tps * seconds, 1)), "B")
+        report.add("pgbench_wal_MiB_per_s", round(pg_wal / seconds / 2**20, 2), "MiB/s")
+        report.add("pgbench_commits_per_wal_flush", round(tps * seconds / max(pg_syncs, 1), 2))
+        report.add("ratio_wal_rate_to_pgbench",
+                   round(res["wal_bytes"] / max(pg_wal, 1), 3))
         report.add("ratio_builds_to_pgbench", round(rate / tps, 3))
         report.add("ratio_transactions_to_pgbench", round(rate * 2 / tps, 3))
 
@@ -241,6 +284,8 @@ def main() -> None:
         report.add("before_0004_ratio_builds_to_pgbench", round(vrate / tps, 3))
         report.add("before_0004_finish_latency", res["finishes"])
         report.add("before_0004_errors", res["errors"])
+        report.add("before_0004_commits_per_wal_flush",
+                   round(res["builds"] * 2 / max(res["wal_syncs"], 1), 2))
         report.add("speedup_over_0002", round(rate / vrate, 2) if vrate else None)
     report.finish()
 
