@@ -207,6 +207,9 @@ def _validate(names: list[str]) -> list[tuple[str, str]]:
 def _sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: _Progress) -> None:
     """Merge the upstream's project list into ``packages`` in one transaction."""
     report.say(f"sync: reading the project list from {up.url}")
+    # Taken before the list: a change made while it is read is then after this serial,
+    # and the next changelog run sees it.
+    serial_before = up.last_serial() if up.xmlrpc_url else None
     plist = up.list_projects()
     valid = [n for n in plist.names if is_valid_name(n)]
     summary.projects_seen = len(valid)
@@ -221,7 +224,7 @@ def _sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: _Pr
         summary.deleted_packages += _mark_missing(cur)
         if not plist.serials:
             _flag_oldest(cur)
-        _apply_changelog(cur, up, plist.serial)
+        _apply_changelog(cur, up, plist.serial or serial_before)
         cur.execute(_SAVE_FULL_LIST_AT)
         cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
         todo = cur.fetchone()[0]
@@ -340,23 +343,27 @@ def _last_serial(cur: Cursor) -> int:
 def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None:
     """With the full list: also flag the packages the changelog names since the last run.
 
-    Deleted packages are left alone: the list just said they are gone.
+    ``list_serial`` is the serial the list was served at (or one taken before
+    it was read). A name the changelog has but the list had not (created while
+    the list was read) is added, and a deleted package it names is flagged:
+    its page decides. The next changelog-only run starts after the last entry.
     """
     if not up.xmlrpc_url:
         return
     last = _last_serial(cur)
     if last == 0:  # first run: every package is new anyway, just remember where we are
-        _save_serial(cur, up.last_serial() or list_serial)
+        _save_serial(cur, list_serial or up.last_serial())
         return
     entries = up.changelog_since(last)
     if not entries:
+        current = up.last_serial()
+        if current is not None and current < last:
+            # The upstream went back (another mirror, a restore): the list just read
+            # is the truth, and the changelog goes on from the upstream's own serial.
+            _save_serial(cur, current)
         return
-    live, others = _changelog_names(entries)
-    cur.execute(
-        "UPDATE packages SET needs_sync = true"
-        " WHERE package = ANY(%s) AND NOT needs_sync AND NOT deleted",
-        (sorted(set(live) | others),),
-    )
+    live, gone = _changelog_names(entries)
+    _flag_named(cur, live, gone)
     _save_serial(cur, max(e.serial for e in entries))
 
 
@@ -436,6 +443,12 @@ def _sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: S
     if entries is None:
         report.say("sync: the changelog did not answer; reading the full project list")
         return False
+    if not entries:
+        current = up.last_serial()
+        if current is not None and current < last:
+            report.say(f"sync: the upstream's serial went back ({current:,} < {last:,});"
+                       " reading the full project list")
+            return False
     live, gone = _changelog_names(entries)
     with conn.cursor() as cur:
         new = _flag_named(cur, live, gone)
@@ -628,7 +641,8 @@ def _sync_projects(conn: Connection, cfg: Config, up: Upstream,
 # Errors that a page's own content can cause (a number out of range, a NUL
 # byte, one file name on two projects' pages); anything else is the database's.
 _PAGE_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
-                psycopg2.errors.CardinalityViolation, ValueError)
+                psycopg2.errors.CardinalityViolation, psycopg2.errors.ProgramLimitExceeded,
+                ValueError)
 
 
 def _write_group(conn: Connection, cfg: Config, group: list[_Fetched],
@@ -695,7 +709,10 @@ def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
             execute_values(
                 cur,
                 "UPDATE packages p SET synced_serial = coalesce(v.serial, p.upstream_serial),"
-                " synced_at = now(), needs_sync = false, deleted = false"
+                " synced_at = now(), deleted = false,"
+                # A page older than the serial the list or changelog announced (a stale
+                # cache in front of the upstream) leaves the package flagged for next run.
+                " needs_sync = coalesce(v.serial < p.upstream_serial, false)"
                 " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package",
                 [(p, f.page.serial) for p, f in sorted(found.items())],
                 template="(%s, %s::bigint)", page_size=BATCH,

@@ -7,6 +7,7 @@ one line; retries and backoff live here so sync only sees final answers.
 from __future__ import annotations
 
 import codecs
+import http.client
 import json
 import re
 import time
@@ -453,7 +454,8 @@ class Upstream:
             self.xmlrpc_url, self.timeout))
         try:
             return getattr(proxy, method)(*args)
-        except (xmlrpc.client.Error, ExpatError, OSError, ValueError, TypeError):
+        except (xmlrpc.client.Error, ExpatError, OSError, ValueError, TypeError,
+                http.client.HTTPException):  # a cut-off answer: as if it had none
             return None
 
     def changelog_since(self, serial: int) -> list[ChangelogEntry] | None:

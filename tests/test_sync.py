@@ -445,7 +445,8 @@ def test_changelog_only_runs_skip_the_full_list(conn, dsn, fake):
 
     fake.requests_log.clear()
     s = sync(conn, cfg)                                   # nothing new: nothing read
-    assert fake.requests_log == ["/pypi"] and s.projects_synced == 0
+    # the changelog, then the upstream's serial (has it gone back?)
+    assert fake.requests_log == ["/pypi", "/pypi"] and s.projects_synced == 0
 
     sdist(fake, "c", "2.0")                               # a deleted project comes back
     fake.requests_log.clear()
@@ -492,6 +493,76 @@ def test_full_list_read_when_due_or_asked(conn, dsn, fake):
     s = sync(conn, cfg)
     assert full_list_reads(fake) == 1 and fake.project_paths() == ["/simple/a/"]
     assert s.new_versions == 1
+
+
+@pytest.mark.parametrize("first_run", [True, False], ids=["first-run", "later-full-list"])
+def test_project_created_while_the_list_is_read_is_not_missed(conn, dsn, fake, monkeypatch,
+                                                               first_run):
+    """A project created after the list was served but before the run saved its serial."""
+    sdist(fake, "a", "1.0")
+    cfg = config(dsn, fake, upstream_xmlrpc=fake.xmlrpc_url)
+    if not first_run:
+        sync(conn, cfg)
+    real = syncmod.Upstream.list_projects
+
+    def list_then_release(self):
+        plist = real(self)
+        sdist(fake, "late", "1.0")      # upstream moves on while the list is being merged
+        return plist
+
+    monkeypatch.setattr(syncmod.Upstream, "list_projects", list_then_release)
+    sync(conn, cfg, full_list=True)
+    monkeypatch.setattr(syncmod.Upstream, "list_projects", real)
+    fake.requests_log.clear()
+    sync(conn, cfg)                     # changelog-only: the full list is not due
+    assert full_list_reads(fake) == 0
+    assert version_row(conn, "late", "1.0")["deleted"] is False
+    assert needs_sync(conn) == set()
+
+
+def test_serial_going_back_reads_the_full_list(conn, dsn, fake):
+    """Another mirror or a restored upstream: a lower serial than the one we stored."""
+    sdist(fake, "a", "1.0")
+    sdist(fake, "b", "1.0")
+    cfg = config(dsn, fake, upstream_xmlrpc=fake.xmlrpc_url)
+    sync(conn, cfg)
+    rows(conn, "UPDATE settings SET value = %s WHERE key = 'upstream_serial' RETURNING 1",
+         str(fake.serial + 1000))
+    sdist(fake, "b", "1.1")
+    fake.requests_log.clear()
+    s = sync(conn, cfg)
+    assert full_list_reads(fake) == 1 and fake.project_paths() == ["/simple/b/"]
+    assert s.new_versions == 1
+    assert rows(conn, "SELECT value FROM settings WHERE key = 'upstream_serial'") == [
+        (str(fake.serial),)]
+    sdist(fake, "a", "1.1")             # and the changelog is followed again from there
+    fake.requests_log.clear()
+    sync(conn, cfg)
+    assert full_list_reads(fake) == 0 and fake.project_paths() == ["/simple/a/"]
+
+
+def test_stale_page_leaves_the_package_flagged(conn, dsn, fake, monkeypatch):
+    """A page older than the serial the list announced (a stale cache) is read again."""
+    sdist(fake, "a", "1.0")
+    cfg = config(dsn, fake)
+    sync(conn, cfg)
+    sdist(fake, "a", "1.1")
+    real = syncmod.Upstream.project
+
+    def stale(self, name):
+        page = real(self, name)
+        if page is not None:
+            page.serial -= 1            # what a cache in front of the upstream still has
+        return page
+
+    monkeypatch.setattr(syncmod.Upstream, "project", stale)
+    sync(conn, cfg)
+    assert needs_sync(conn) == {"a"}
+    monkeypatch.setattr(syncmod.Upstream, "project", real)
+    sync(conn, cfg)
+    assert needs_sync(conn) == set()
+    assert rows(conn, "SELECT synced_serial FROM packages WHERE package = 'a'") == [
+        (fake.serial,)]
 
 
 # ---------------------------------------------------------------- HTML upstream: no serials

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -235,3 +236,29 @@ def test_changelog_not_offered():
         assert _client(plain).changelog_since(0) is None
         up = _client(plain, xmlrpc_url=plain.xmlrpc_url)   # answers 404
         assert up.changelog_since(0) is None and up.last_serial() is None
+
+
+def test_cut_off_changelog_answer_is_no_changelog():
+    """An answer cut off before its Content-Length counts as no changelog, not a traceback."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+                             b"Content-Length: 5000\r\n\r\n<?xml version='1.0'?><methodResponse>")
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/pypi"
+    up = Upstream(f"http://127.0.0.1:{srv.getsockname()[1]}/simple/", retries=0, xmlrpc_url=url)
+    try:
+        assert up.changelog_since(0) is None
+        assert up.last_serial() is None
+    finally:
+        t.join(timeout=10)
+        srv.close()
