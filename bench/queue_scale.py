@@ -9,6 +9,8 @@ A synthetic database (bench/_synth.py: 1,000,000 packages, 5,000,000 versions,
   claim_build walks) and recomputed from the ``wanted_builds`` view;
 - claim latency: one builder per ABI doing claim_build + finish_build in a
   loop (p50, p99 of each);
+- a no-op full refresh as migration 0002 wrote it (view and function), beside
+  the current one, in the same run: the before/after of 0004 and 0005;
 - EXPLAIN (ANALYZE, BUFFERS) of the claim query, the lease sweep, the
   per-package view and the next-100,000 query; index sizes and use counts.
 
@@ -64,14 +66,21 @@ def wheel_for(claim: tuple, i: int) -> dict:
             "dependencies": [{"tool": "pip", "dependency": "six"}]}
 
 
-def restore_0002_view(cur) -> None:
-    """wanted_builds as migration 0002 wrote it (before 0004 grouped its tests)."""
+def restore_0002(cur) -> None:
+    """wanted_builds and refresh_queue as migration 0002 wrote them.
+
+    Before 0004 grouped the view's tests per version and 0005 made the full
+    refresh one pass over the view.
+    """
     from piwheels_build import db
 
     sql = next(text for n, _, text in db.migrations() if n == 2)
-    body = sql[sql.index("CREATE VIEW wanted_builds"):]
-    body = body[:body.index(";\n") + 1]
-    cur.execute(body.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+    view = sql[sql.index("CREATE VIEW wanted_builds"):]
+    view = view[:view.index(";\n") + 1]
+    cur.execute(view.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+    func = sql[sql.index("CREATE FUNCTION refresh_queue"):]
+    func = func[:func.index("END $$;") + len("END $$;")]
+    cur.execute(func.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
 
 
 def main() -> None:
@@ -220,17 +229,18 @@ def main() -> None:
             plans[title] = plan_summary(lines)
         report.add("plans", plans)
 
-        # -- before/after migration 0004's view, in this run ---------------------------------
-        # A no-op refresh_queue() with 0004's wanted_builds, then with 0002's (a correlated
-        # probe of builds per version and ABI), in this throwaway database only. The queue
-        # must come out the same: the two views must agree.
+        # -- before/after migrations 0004 and 0005, in this run ------------------------------
+        # A no-op refresh_queue() as it is, then with 0002's wanted_builds (a correlated probe
+        # of builds per version and ABI) and 0002's refresh_queue (the view read twice, every
+        # wanted row offered to INSERT ... ON CONFLICT), in this throwaway database only. The
+        # queue must come out the same: the two must agree.
         cur.execute("SELECT count(*) FROM queue")
         queued = cur.fetchone()[0]
         with timed() as t:
             cur.execute("SELECT refresh_queue()")
             cur.fetchone()
         report.add("refresh_full_noop_again_s", round(t[0], 2), "s")
-        restore_0002_view(cur)
+        restore_0002(cur)
         with timed() as t:
             cur.execute("SELECT refresh_queue()")
             added_old = cur.fetchone()[0]
