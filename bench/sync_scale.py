@@ -7,8 +7,9 @@ The project list is the upstream's real root page, saved once by
 per-project serials, and makes up each project page (one sdist).
 
 - First sync (``piwheels_build.sync.sync``): the list phase (read, load,
-  merge 930,000 names) is timed in full; the project phase (one page and one
-  transaction per project) is timed over the first 20,000 projects (1,000
+  merge 930,000 names) is timed in full; the project phase (pages fetched in
+  threads, written in groups of up to 100 projects a transaction) is timed
+  over the first 20,000 projects or so (1,000
   with ``--quick``) and the whole first sync extrapolated from its rate.
   Peak resident memory of this process over the run.
 - Then every package is taken as synced, 1,000 projects get a new version

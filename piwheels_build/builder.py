@@ -25,6 +25,7 @@ from . import buildlog, db, elfdeps, wheels
 from .config import Config
 from .errors import PiwheelsError, StoreError, WheelRejected
 from .interpreters import Interpreter
+from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
 from .sdists import SdistError, build_requirements
 from .store import Store
@@ -88,6 +89,7 @@ class Builder:
         self.progress = progress or (lambda _msg: None)
         self.store = Store(cfg.www)
         self.box = Sandbox.from_config(cfg)
+        self.reqs = RequirementsCache(Path(self.box.workroot))
         self.upstream = cfg.upstream_url()
         self.http = requests.Session()
         self.conn = db.connect(cfg.database, autocommit=True)
@@ -101,6 +103,7 @@ class Builder:
                 self.ids[interp.abi_tag] = cur.fetchone()[0]
 
     def close(self) -> None:
+        self.reqs.close()
         self.conn.close()
 
     # -- the loop -------------------------------------------------------------
@@ -187,12 +190,20 @@ class Builder:
             except SdistError as e:
                 return Outcome("failed", time.monotonic() - start, f"[piwheels] {e}\n".encode())
             wheelhouse = self.box.inside(work, "wheelhouse")
-            fetch = self._run(interp, work, lost, start, network=True, argv=[
-                interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar", "off",
-                "--index-url", self.upstream, *self._trusted(), "--dest", wheelhouse, *requires])
-            log.add("fetch build requirements: " + " ".join(requires), fetch)
-            if fetch.reason != "exit" or fetch.returncode != 0:
-                return log.outcome(_classify(fetch, fetching=True), start)
+            key = (interp.path, self.upstream, *requires)
+            reused = self.reqs.get(key, work / "build" / "wheelhouse", self.box.give)
+            if reused is not None:
+                log.note("build requirements " + " ".join(requires) + ": the wheels fetched "
+                         "for an earlier build, sha256 checked: " + " ".join(reused))
+            else:
+                fetch = self._run(interp, work, lost, start, network=True, argv=[
+                    interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar",
+                    "off", "--index-url", self.upstream, *self._trusted(), "--dest", wheelhouse,
+                    *requires])
+                log.add("fetch build requirements: " + " ".join(requires), fetch)
+                if fetch.reason != "exit" or fetch.returncode != 0:
+                    return log.outcome(_classify(fetch, fetching=True), start)
+                self.reqs.put(key, work / "build" / "wheelhouse")
             source = ["--no-index", "--find-links", wheelhouse]
         else:
             source = ["--index-url", self.upstream, *self._trusted()]

@@ -4,6 +4,7 @@ install with real pip (and uv) from it."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -119,6 +120,24 @@ def test_requirements_recorded_as_dependencies(wave):
     rows = query(wave["dsn"], "SELECT DISTINCT tool, dependency FROM dependencies d "
                   "JOIN files f USING (filename) WHERE f.package = 'cext'")
     assert rows == [("pip", "six>=1.0")]
+
+
+def test_build_requirements_fetched_once_per_interpreter(wave):
+    """Builds of one interpreter asking for the same build requirements reuse the first
+    fetch (the pip process it saves costs as much as building a small pure package)."""
+    rows = query(wave["dsn"], "SELECT b.abi_tag, l.log FROM builds b JOIN build_logs l"
+                 " USING (build_id) WHERE b.status = 'success' ORDER BY b.build_id")
+    per_abi: dict[str, list[str]] = {}
+    for abi, log in rows:
+        per_abi.setdefault(abi, []).append(gzip.decompress(bytes(log)).decode())
+    for abi, logs in per_abi.items():
+        fetched = sum("== fetch build requirements" in t for t in logs)
+        reused = sum("the wheels fetched for an earlier build, sha256 checked" in t
+                     for t in logs)
+        assert fetched >= 1 and fetched + reused == len(logs), abi
+    busiest = max(per_abi.values(), key=len)
+    assert len(busiest) >= 3
+    assert sum("fetched for an earlier build" in t for t in busiest) >= 1
 
 
 def test_platform_alias_published_with_same_hash(wave):
