@@ -9,11 +9,14 @@ then:
 - 30 single-package updates (--updates N): a build is claimed and finished (a wheel
   recorded, the package marked dirty), then ``write_index()`` (incremental,
   with the default ``stats_interval`` of ``piwheels index --watch``: the stats
-  page is fresh from the full write, so it is not recounted) is timed: p50,
+  page is fresh from the full write, so it is not recounted, and the default
+  ``root_interval``, so a package's first wheel does not rewrite the root at
+  once) is timed: p50,
   p99, peak memory; one of them profiled with cProfile; ``collect_stats``
   (what every incremental write ran before the stats page was throttled) is
   timed on its own, and an incremental write with ``stats_interval = 0`` (the
-  old behaviour) once for comparison in the same run.
+  old behaviour) once for comparison in the same run; the root page
+  (every listed name) is written once on its own (``root_write_s``).
 
     .venv/bin/python bench/index_scale.py            # 1M packages / 5M versions
     .venv/bin/python bench/index_scale.py --quick    # 3k / 15k
@@ -37,6 +40,7 @@ from piwheels_build import index as indexmod
 from piwheels_build.config import Config
 
 STATS_INTERVAL = Config().stats_interval  # what `piwheels index --watch` uses by default
+ROOT_INTERVAL = Config().root_interval
 
 
 def tree_size(path: Path) -> tuple[int, int]:
@@ -137,6 +141,7 @@ def main() -> None:
         conn.autocommit = False
         lat, reset_peak = [], reset_peak_rss()
         profiled = None
+        roots = 0  # updates that rewrote the root: none within root_interval
         for i in range(n_updates):
             conn.autocommit = True
             pkg = one_build(cur, builder, i)
@@ -148,14 +153,23 @@ def main() -> None:
                 prof = cProfile.Profile()
                 prof.enable()
             with timed() as t:
-                s = indexmod.write_index(conn, www, stats_interval=STATS_INTERVAL)
+                s = indexmod.write_index(conn, www, stats_interval=STATS_INTERVAL,
+                                         root_interval=ROOT_INTERVAL)
             if i == n_updates // 2:
                 prof.disable()
                 profiled = prof
             lat.append(t[0])
+            roots += int(s.root_written)
             if s.packages_written != 1:
                 report.note(f"update {i}: {s.packages_written} packages written (expected 1)")
         report.add("incremental", summary_ms(lat))
+        report.add("incremental_root_rewrites", roots)
+        # The root alone, as a run writes it once root_interval has passed.
+        (www / "simple" / indexmod.ROOT_STALE).touch()
+        with timed() as t:
+            s = indexmod.write_index(conn, www, stats_interval=STATS_INTERVAL, root_interval=0)
+        if s.root_written:
+            report.add("root_write_s", round(t[0], 3), "s")
         if lat:
             conn.autocommit = True
             pkg = one_build(cur, builder, n_updates)

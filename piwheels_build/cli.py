@@ -138,9 +138,11 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
                 cur.execute("SELECT EXISTS (SELECT 1 FROM index_dirty)")
                 dirty = cur.fetchone()[0]
             conn.rollback()
-            if not dirty and time.monotonic() - last < cfg.stats_interval:
+            if not dirty and time.monotonic() - last < min(cfg.stats_interval,
+                                                           cfg.root_interval):
                 continue
-            summary = write_index(conn, cfg.www, full=False, stats_interval=cfg.stats_interval)
+            summary = write_index(conn, cfg.www, full=False, stats_interval=cfg.stats_interval,
+                                  root_interval=cfg.root_interval)
             last = time.monotonic()
             if summary.packages_written or summary.projects_written or summary.packages_removed:
                 print(summary, flush=True)

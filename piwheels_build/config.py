@@ -57,6 +57,7 @@ class Config:
     http_timeout: float = 30.0
     http_retries: int = 4
     stats_interval: int = 300
+    root_interval: int = 300
     source: Path | None = None
 
     def upstream_url(self) -> str:
@@ -93,6 +94,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "http_timeout": (int, float),
     "http_retries": (int,),
     "stats_interval": (int,),
+    "root_interval": (int,),
 }
 KNOWN_KEYS = tuple(_TYPES)
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
@@ -136,7 +138,8 @@ def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
             f"config: yanked must be \"skip\" or \"build\"{where}, not {cfg.yanked!r}"
         )
     for key in ("build_timeout", "lease_seconds", "sync_workers", "retry_delay", "build_pids",
-                "build_memory", "build_disk", "log_limit", "stats_interval"):
+                "build_memory", "build_disk", "log_limit", "stats_interval",
+                "root_interval"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config: {key} must be positive{where}")
     if cfg.full_list_interval < 0:

@@ -692,9 +692,10 @@ class _Writer:
     """One run: batches of packages, each written and committed together."""
 
     def __init__(self, conn: Any, www: Path, progress: Progress, batch_size: int,
-                 stats_interval: float) -> None:
+                 stats_interval: float, root_interval: float = 0) -> None:
         self.conn, self.www, self.progress, self.batch_size = conn, www, progress, batch_size
         self.stats_interval = stats_interval
+        self.root_interval = root_interval
         self.simple, self.project, self.logs = www / "simple", www / "project", www / "logs"
         self.summary = IndexSummary()
         self.abis: list[Any] = []
@@ -725,7 +726,7 @@ class _Writer:
             self.full_pass()
             self.sweep_orphans()
         self.dirty_pass(started)
-        if full or (self.simple / ROOT_STALE).exists() or not (self.simple / "index.html").exists():
+        if full or not (self.simple / "index.html").exists() or self.root_due():
             self.write_root()
         self.write_fixed()
         if full or self.stats_due():
@@ -873,6 +874,18 @@ class _Writer:
         _write_if_changed(self.www / "static" / "style.css", STYLE.encode())
         _write_if_changed(self.www / "index.html", landing_html().encode())
 
+    def root_due(self) -> bool:
+        """The root lists every package (46 MB at PyPI's size, ~27 s to write): rewrite it
+        when the set of packages changed, at most every ``root_interval`` seconds. pip
+        and uv never read it (they ask /simple/<name>/, which is written at once)."""
+        if not (self.simple / ROOT_STALE).exists():
+            return False
+        try:
+            age = time.time() - (self.simple / "index.html").stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return not 0 <= age < self.root_interval
+
     def stats_due(self) -> bool:
         """The stats recount whole tables (33 s at PyPI's size): not on every small run."""
         try:
@@ -913,17 +926,19 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def write_index(conn: Any, www: Path, *, full: bool = False, progress: Progress | None = None,
-                batch_size: int = BATCH, stats_interval: float = 0) -> IndexSummary:
+                batch_size: int = BATCH, stats_interval: float = 0,
+                root_interval: float = 0) -> IndexSummary:
     """Write the pages of the dirty packages (every package with ``full``), root and stats.
 
     Uses its own transactions on conn (one per batch); a package is unmarked
     dirty only in the transaction that wrote its pages. The stats page is
     rewritten by a full run, or when it is older than ``stats_interval``
-    seconds (0: every run).
+    seconds (0: every run); the root, when the set of listed packages changed
+    and it is older than ``root_interval`` seconds (0: at once).
     """
     started = time.monotonic()
     writer = _Writer(conn, Path(www), progress or (lambda _msg: None), batch_size,
-                     stats_interval)
+                     stats_interval, root_interval)
     autocommit = conn.autocommit
     if autocommit:
         conn.autocommit = False  # named (server-side) cursors need a transaction

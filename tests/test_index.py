@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import os
+import time
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -293,6 +294,34 @@ def test_first_file_and_last_file_rewrite_the_root(demo, conn, tmp_path):
     assert not (tmp_path / "simple/newbie/index.html").exists()
     assert not (tmp_path / "simple/newbie/index.json").exists()
     assert [a["_text"] for a in parse(tmp_path / "simple/index.html").anchors] == ["demo"]
+
+
+def test_root_is_rewritten_at_most_every_root_interval(demo, conn, tmp_path):
+    """A new package's own page is written at once; the root (every name) waits."""
+    write_index(conn, tmp_path)
+    demo.package("newbie").version("newbie", "0.1")
+    demo.file(demo.build("newbie", "0.1"), "newbie", "0.1", "newbie-0.1-py3-none-any.whl",
+              SHA["i"])
+    demo.dirty("newbie").commit()
+    summary = write_index(conn, tmp_path, root_interval=3600)
+    assert summary.packages_written == 1 and not summary.root_written
+    assert (tmp_path / "simple/newbie/index.json").exists()
+    assert (tmp_path / "simple/.root-stale").exists()       # remembered for later
+    names = [p["name"] for p in json.loads((tmp_path / "simple/index.json").read_text())
+             ["projects"]]
+    assert names == ["demo"]
+    # the root has aged past the interval: the next run (nothing dirty) writes it
+    old = time.time() - 7200
+    os.utime(tmp_path / "simple/index.html", (old, old))
+    summary = write_index(conn, tmp_path, root_interval=3600)
+    assert summary.root_written and summary.packages_written == 0
+    names = [p["name"] for p in json.loads((tmp_path / "simple/index.json").read_text())
+             ["projects"]]
+    assert names == ["demo", "newbie"]
+    assert not (tmp_path / "simple/.root-stale").exists()
+    # nothing changed since: no rewrite, however old the root is
+    os.utime(tmp_path / "simple/index.html", (old, old))
+    assert not write_index(conn, tmp_path, root_interval=3600).root_written
 
 
 def test_stale_root_marker_survives_a_crash(demo, conn, tmp_path):
