@@ -80,8 +80,9 @@ class RequirementsCache:
         try:
             for name, digest in sorted(hashes.items()):
                 target = wheelhouse / name
+                got = _copy(src / name, target)
                 copied.append(target)
-                if _copy(src / name, target) != digest:
+                if got != digest:
                     raise OSError(f"{name} changed since it was fetched")
                 give(target)
         except OSError:
@@ -99,12 +100,23 @@ class RequirementsCache:
 
 
 def _copy(src: Path, dest: Path) -> str:
-    """Copy a regular file (never through a symlink), return its sha256."""
+    """Copy a regular file (never through a symlink) to a new dest, return its sha256.
+
+    Raises OSError without touching an existing dest; a dest it created and
+    could not finish is removed.
+    """
     h = hashlib.sha256()
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f_in, open(dest, "xb") as f_out:
-        os.fchmod(f_out.fileno(), 0o644)
-        while chunk := f_in.read(CHUNK):
-            h.update(chunk)
-            f_out.write(chunk)
+    with os.fdopen(fd, "rb") as f_in:
+        f_out = open(dest, "xb")  # closed below; removed if the copy fails
+        try:
+            with f_out:
+                os.fchmod(f_out.fileno(), 0o644)
+                while chunk := f_in.read(CHUNK):
+                    h.update(chunk)
+                    f_out.write(chunk)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise
     return h.hexdigest()

@@ -90,3 +90,11 @@ def test_hashes_are_of_the_fetched_bytes(cache, tmp_path):
     assert cache.put(KEY, wheelhouse(tmp_path, "fetched", WHEELS))
     (entry,) = cache._entries.values()
     assert entry[2] == {fn: hashlib.sha256(data).hexdigest() for fn, data in WHEELS.items()}
+
+
+def test_an_existing_file_in_the_wheelhouse_is_never_overwritten_or_removed(cache, tmp_path):
+    assert cache.put(KEY, wheelhouse(tmp_path, "fetched", WHEELS))
+    dest = wheelhouse(tmp_path, "next", {"wheel-0.45.1-py3-none-any.whl": b"already here"})
+    assert cache.get(KEY, dest, lambda p: None) is None
+    assert [p.name for p in dest.iterdir()] == ["wheel-0.45.1-py3-none-any.whl"]
+    assert (dest / "wheel-0.45.1-py3-none-any.whl").read_bytes() == b"already here"
