@@ -274,16 +274,24 @@ def test_incremental_run_writes_only_dirty_packages(demo, conn, tmp_path):
     assert summary.packages_written == 0 and not summary.root_written
 
 
-def test_first_file_and_last_file_rewrite_the_root(demo, conn, tmp_path):
-    write_index(conn, tmp_path)
+def _first_wheel_of_newbie(demo) -> None:
+    """A new package gets its first wheel (so the set of listed packages changes)."""
     demo.package("newbie").version("newbie", "0.1")
     demo.file(demo.build("newbie", "0.1"), "newbie", "0.1", "newbie-0.1-py3-none-any.whl",
               SHA["i"])
     demo.dirty("newbie").commit()
+
+
+def _root_names(www: Path) -> list[str]:
+    return [p["name"] for p in json.loads((www / "simple/index.json").read_text())["projects"]]
+
+
+def test_first_file_and_last_file_rewrite_the_root(demo, conn, tmp_path):
+    write_index(conn, tmp_path)
+    _first_wheel_of_newbie(demo)
     summary = write_index(conn, tmp_path)
     assert summary.root_written
-    names = [p["name"] for p in json.loads((tmp_path / "simple/index.json").read_text())
-             ["projects"]]
+    names = _root_names(tmp_path)
     assert names == ["demo", "newbie"]
     assert not (tmp_path / "simple/.root-stale").exists()
     # newbie's only version is deleted upstream: its pages go, and the root forgets it
@@ -299,24 +307,19 @@ def test_first_file_and_last_file_rewrite_the_root(demo, conn, tmp_path):
 def test_root_is_rewritten_at_most_every_root_interval(demo, conn, tmp_path):
     """A new package's own page is written at once; the root (every name) waits."""
     write_index(conn, tmp_path)
-    demo.package("newbie").version("newbie", "0.1")
-    demo.file(demo.build("newbie", "0.1"), "newbie", "0.1", "newbie-0.1-py3-none-any.whl",
-              SHA["i"])
-    demo.dirty("newbie").commit()
+    _first_wheel_of_newbie(demo)
     summary = write_index(conn, tmp_path, root_interval=3600)
     assert summary.packages_written == 1 and not summary.root_written
     assert (tmp_path / "simple/newbie/index.json").exists()
     assert (tmp_path / "simple/.root-stale").exists()       # remembered for later
-    names = [p["name"] for p in json.loads((tmp_path / "simple/index.json").read_text())
-             ["projects"]]
+    names = _root_names(tmp_path)
     assert names == ["demo"]
     # the root has aged past the interval: the next run (nothing dirty) writes it
     old = time.time() - 7200
     os.utime(tmp_path / "simple/index.html", (old, old))
     summary = write_index(conn, tmp_path, root_interval=3600)
     assert summary.root_written and summary.packages_written == 0
-    names = [p["name"] for p in json.loads((tmp_path / "simple/index.json").read_text())
-             ["projects"]]
+    names = _root_names(tmp_path)
     assert names == ["demo", "newbie"]
     assert not (tmp_path / "simple/.root-stale").exists()
     # nothing changed since: no rewrite, however old the root is
