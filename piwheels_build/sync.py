@@ -356,15 +356,20 @@ def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None
         return
     entries = up.changelog_since(last)
     if not entries:
-        current = up.last_serial()
-        if current is not None and current < last:
-            # The upstream went back (another mirror, a restore): the list just read
-            # is the truth, and the changelog goes on from the upstream's own serial.
-            _save_serial(cur, current)
+        back = _serial_went_back(up, last)
+        if back is not None:  # the list just read is the truth; go on from the upstream's
+            _save_serial(cur, back)
         return
     live, gone = _changelog_names(entries)
     _flag_named(cur, live, gone)
     _save_serial(cur, max(e.serial for e in entries))
+
+
+def _serial_went_back(up: Upstream, last: int) -> int | None:
+    """The upstream's serial when it is below the one we reached (another mirror, a
+    restore): an empty changelog then means "blind", not "nothing new"."""
+    current = up.last_serial()
+    return current if current is not None and current < last else None
 
 
 def _save_serial(cur: Cursor, serial: int | None) -> None:
@@ -444,9 +449,9 @@ def _sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: S
         report.say("sync: the changelog did not answer; reading the full project list")
         return False
     if not entries:
-        current = up.last_serial()
-        if current is not None and current < last:
-            report.say(f"sync: the upstream's serial went back ({current:,} < {last:,});"
+        back = _serial_went_back(up, last)
+        if back is not None:
+            report.say(f"sync: the upstream's serial went back ({back:,} < {last:,});"
                        " reading the full project list")
             return False
     live, gone = _changelog_names(entries)

@@ -239,23 +239,27 @@ def test_changelog_not_offered():
 
 
 def test_cut_off_changelog_answer_is_no_changelog():
-    """An answer cut off before its Content-Length counts as no changelog, not a traceback."""
+    """A cut-off answer or a broken status line counts as no changelog, not a traceback."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
 
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+               b"Content-Length: 5000\r\n\r\n<?xml version='1.0'?><methodResponse>",
+               b"HTTP/1.1 two hundred\r\n\r\n"]   # http.client.BadStatusLine
+
     def answer() -> None:
-        for _ in range(2):
+        for data in answers:
             conn, _ = srv.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
-                             b"Content-Length: 5000\r\n\r\n<?xml version='1.0'?><methodResponse>")
+                conn.sendall(data)
 
     t = threading.Thread(target=answer, daemon=True)
     t.start()
     url = f"http://127.0.0.1:{srv.getsockname()[1]}/pypi"
-    up = Upstream(f"http://127.0.0.1:{srv.getsockname()[1]}/simple/", retries=0, xmlrpc_url=url)
+    up = Upstream(f"http://127.0.0.1:{srv.getsockname()[1]}/simple/", retries=0, timeout=3,
+                  xmlrpc_url=url)
     try:
         assert up.changelog_since(0) is None
         assert up.last_serial() is None
