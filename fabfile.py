@@ -1,7 +1,9 @@
 """Fabric 3 tasks for day-to-day operation of a piwheels fleet.
 
-Hosts come from the same Ansible inventory the playbooks use (YAML, as in
-inventory/example), so there is one list of machines. Examples:
+Hosts come from the same Ansible inventory the playbooks use, read with
+``ansible-inventory -i INVENTORY --list`` (any inventory Ansible reads: a
+directory, a YAML or INI file, a plugin), so there is one list of machines.
+Examples:
 
     fab status                          what the farm is doing (on the master)
     fab sync [--names numpy,Pillow]     sync now
@@ -20,13 +22,16 @@ playbooks.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
 from fabric import Config, Connection, task
 
 ROOT = Path(__file__).resolve().parent
@@ -37,33 +42,40 @@ VENV = "/opt/piwheels/venv"
 # -- the inventory ---------------------------------------------------------------
 
 
+def _ansible_inventory() -> str:
+    """The ansible-inventory next to this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    return str(beside) if beside.exists() else (shutil.which("ansible-inventory")
+                                               or "ansible-inventory")
+
+
+@functools.cache
 def _inventory(path: str | None) -> dict:
-    base = Path(path or os.environ.get("PIWHEELS_INVENTORY") or ROOT / "inventory" / "example")
-    files = [base] if base.is_file() else sorted(base.glob("hosts.y*ml"))
-    if not files:
-        raise SystemExit(f"fab: no hosts.yml in {base}")
-    return yaml.safe_load(files[0].read_text())
-
-
-def _walk(node: dict, group: str, inside: bool, found: dict[str, str]) -> None:
-    for name, hv in (node.get("hosts") or {}).items():
-        if inside:
-            found.setdefault(name, (hv or {}).get("ansible_host", name))
-    for child, sub in (node.get("children") or {}).items():
-        _walk(sub or {}, group, inside or child == group, found)
-    for name, hv in (node.get("hosts") or {}).items():  # addresses given in another group
-        if name in found and hv and "ansible_host" in hv:
-            found[name] = hv["ansible_host"]
+    """``ansible-inventory -i INVENTORY --list``: what the playbooks see, as JSON."""
+    source = path or os.environ.get("PIWHEELS_INVENTORY") or str(ROOT / "inventory" / "example")
+    proc = subprocess.run([_ansible_inventory(), "-i", source, "--list"], cwd=ROOT,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"fab: ansible-inventory -i {source} failed:\n{proc.stderr.strip()}")
+    return json.loads(proc.stdout)
 
 
 def hosts_of(group: str, inventory: str | None = None) -> dict[str, str]:
-    """{inventory name: address} of a group (children included)."""
+    """{inventory name: address (ansible_host, else the name)} of a group, children included,
+    in inventory order."""
     data = _inventory(inventory)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
     found: dict[str, str] = {}
-    _walk(data.get("all", data), group, group == "all", found)
-    everything: dict[str, str] = {}
-    _walk(data.get("all", data), "all", True, everything)
-    return {name: everything.get(name, addr) for name, addr in found.items()}
+
+    def walk(name: str) -> None:
+        node = data.get(name) or {}
+        for host in node.get("hosts", []):
+            found.setdefault(host, str((hostvars.get(host) or {}).get("ansible_host", host)))
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(group)
+    return found
 
 
 def _connect(address: str, ssh_config: str | None) -> Connection:
