@@ -1,7 +1,7 @@
 """Shared helpers of the bench/ scripts (not a benchmark itself).
 
 Every benchmark starts its own throwaway PostgreSQL cluster in a temporary
-directory (``piwheels_build.localdb.LocalCluster``), prints the machine it
+directory (``piwheels_build.db.localdb.LocalCluster``), prints the machine it
 ran on and its figures, and stops the cluster with ``pg_ctl stop`` (which
 signals the postmaster named in its own ``postmaster.pid``, nothing else).
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg2  # noqa: E402
 
 from piwheels_build import db  # noqa: E402
-from piwheels_build.localdb import LocalCluster, find_bindir  # noqa: E402
+from piwheels_build.db.localdb import LocalCluster, find_bindir  # noqa: E402
 
 # --------------------------------------------------------------------------- arguments
 

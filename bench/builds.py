@@ -39,7 +39,7 @@ import _common
 from _common import CACHE, ROOT, Cluster, Report
 
 sys.path.insert(0, str(ROOT / "tests"))
-from upstream_server import FakeUpstream, make_sdist  # noqa: E402
+from helpers.upstream_server import FakeUpstream, make_sdist  # noqa: E402
 
 from piwheels_build import config as configmod  # noqa: E402
 from piwheels_build import db  # noqa: E402

@@ -37,7 +37,7 @@ import requests
 from _common import ROOT, Cluster, Report
 
 sys.path.insert(0, str(ROOT / "tests"))
-from upstream_server import FakeUpstream, make_sdist  # noqa: E402
+from helpers.upstream_server import FakeUpstream, make_sdist  # noqa: E402
 
 NAME = "fresh-pkg"
 PYTHON = "/usr/bin/python3"

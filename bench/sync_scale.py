@@ -51,7 +51,7 @@ from _common import CACHE, Cluster, Report, peak_rss_mib, reset_peak_rss, rss_mi
 
 from piwheels_build import config as configmod
 from piwheels_build.sync import SyncInterrupted, sync
-from piwheels_build.upstream import Upstream
+from piwheels_build.sync.upstream import Upstream
 
 SYNTHETIC = 930_000
 

@@ -93,8 +93,8 @@ def cmd_queue(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
-    from .builder import Builder
-    from .interpreters import resolve
+    from .build.builder import Builder
+    from .build.interpreters import resolve
 
     if args.batch is not None and args.batch < 1:
         raise PiwheelsError("build: --batch must be at least 1")
@@ -205,10 +205,10 @@ def _spec(text: str) -> tuple[str, str | None]:
 
 
 def cmd_skip(cfg: configmod.Config, args: argparse.Namespace) -> int:
-    from . import admin
+    from .admin import queueops
 
     name, version = _spec(args.spec)
-    result = admin.skip(cfg.database, name, version, args.abi, args.note,
+    result = queueops.skip(cfg.database, name, version, args.abi, args.note,
                         state="absent" if args.undo else "present")
     what = " ".join(x for x in (result["package"], result["version"], result["abi"]) if x)
     verb = "unskipped" if args.undo else "skipped"
@@ -217,12 +217,12 @@ def cmd_skip(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(cfg: configmod.Config, args: argparse.Namespace) -> int:
-    from . import admin
+    from .admin import queueops
 
     name, version = _spec(args.spec)
     if version is None:
         raise PiwheelsError("rebuild: name a version, as NAME==VERSION")
-    result = admin.requeue(cfg.database, name, version, args.abi, args.priority)
+    result = queueops.requeue(cfg.database, name, version, args.abi, args.priority)
     queued = ", ".join(result["queued"]) or "nothing (already built or skipped)"
     print(f"rebuild: {result['package']} {result['version']}: forgot {result['forgotten']} "
           f"attempts; queued for {queued}")

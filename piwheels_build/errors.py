@@ -25,3 +25,7 @@ class StoreError(PiwheelsError):
 
 class WheelRejected(PiwheelsError):
     """A built wheel failed verification (wrong name, version, tags or RECORD)."""
+
+
+class AdminError(PiwheelsError):
+    """An operator request that cannot be carried out (bad name, unknown package...)."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from .errors import StoreError
+from .fsutil import CHUNK, atomic_write, fsync_dir, sha256_file, symlink_atomic, write_bytes
 from .names import normalize
-
-_CHUNK = 1 << 20
 
 
 def _check_name(filename: str) -> None:
@@ -25,55 +24,6 @@ def _check_name(filename: str) -> None:
     if (not filename or filename.startswith(".") or "/" in filename or "\\" in filename
             or "\0" in filename):
         raise StoreError(f"store: refusing file name {filename!r}")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _temp_name(directory: Path, filename: str) -> Path:
-    return directory / f".{filename}.tmp-{secrets.token_hex(6)}"
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename durable; best effort (sshfs and some filesystems refuse)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _temp_file(directory: Path, filename: str) -> Iterator[tuple[Path, object]]:
-    """An exclusive hidden temp file beside the target, removed unless renamed away."""
-    tmp = _temp_name(directory, filename)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # readable by the web server whatever our umask is
-            yield tmp, f
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _copy_synced(src: Path, f) -> str:
-    """Copy src into the open file f, fsync it, and return the SHA-256 of what was written."""
-    h = hashlib.sha256()
-    with open(src, "rb") as s:
-        while chunk := s.read(_CHUNK):
-            h.update(chunk)
-            f.write(chunk)
-    f.flush()
-    os.fsync(f.fileno())
-    return h.hexdigest()
 
 
 def _same_bytes(path: Path, digest: str) -> bool:
@@ -84,22 +34,14 @@ def _same_bytes(path: Path, digest: str) -> bool:
         return False  # a dangling alias: nothing worth keeping
 
 
-def _link_new(tmp: Path, final: Path) -> bool:
-    """Publish tmp as final only if final does not exist; False if it does.
-
-    A hard link is atomic and never replaces; where links are not supported
-    (some sshfs servers) fall back to rename after a check.
-    """
-    try:
-        os.link(tmp, final)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:
-        if os.path.lexists(final):
-            return False
-        os.replace(tmp, final)
-        return True
+def _copy(src: Path, f: IO[bytes]) -> str:
+    """Copy src into the open file f and return the SHA-256 of what was written."""
+    h = hashlib.sha256()
+    with open(src, "rb") as s:
+        while chunk := s.read(CHUNK):
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()
 
 
 class Store:
@@ -127,28 +69,22 @@ class Store:
         """
         final = self.path(package, filename)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with _temp_file(final.parent, filename) as (tmp, f):
-                digest = _copy_synced(Path(src), f)
-                f.close()
-                if not _link_new(tmp, final):
-                    self._replace_existing(tmp, final, digest, may_replace)
+            try:
+                with atomic_write(final, exclusive=True, durable=True) as f:
+                    digest = _copy(Path(src), f)
+            except FileExistsError:
+                if _same_bytes(final, digest):
+                    return final
+                if may_replace is None or not may_replace(final.name):
+                    raise StoreError(
+                        f"store: {final.name} already exists with different contents; "
+                        "published files are never overwritten"
+                    ) from None
+                with atomic_write(final, durable=True) as f:
+                    _copy(Path(src), f)
         except OSError as e:
             raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
-        fsync_dir(final.parent)
         return final
-
-    def _replace_existing(self, tmp: Path, final: Path, digest: str,
-                          may_replace: Callable[[str], bool] | None) -> None:
-        """Keep an identical file; replace a different one only if the caller allows it."""
-        if _same_bytes(final, digest):
-            return
-        if may_replace is None or not may_replace(final.name):
-            raise StoreError(
-                f"store: {final.name} already exists with different contents; "
-                "published files are never overwritten"
-            )
-        os.replace(tmp, final)
 
     def put_metadata(self, package: str, wheel_filename: str, metadata: bytes) -> str:
         """Write the wheel's PEP 658 ``.metadata`` file and return its SHA-256."""
@@ -158,15 +94,9 @@ class Store:
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.is_file() and not final.is_symlink() and sha256_file(final) == digest:
                 return digest
-            with _temp_file(final.parent, final.name) as (tmp, f):
-                f.write(metadata)
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
-                os.replace(tmp, final)
+            write_bytes(final, metadata, durable=True)
         except OSError as e:
             raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
-        fsync_dir(final.parent)
         return digest
 
     def alias(self, package: str, filename: str, alias_filename: str) -> bool:
@@ -195,13 +125,7 @@ class Store:
             return False
         if link.is_symlink() and os.readlink(link) == target_name:
             return True
-        tmp = _temp_name(link.parent, link.name)
-        os.symlink(target_name, tmp)
-        try:
-            os.replace(tmp, link)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        symlink_atomic(link, target_name)
         return True
 
     @staticmethod

@@ -21,7 +21,7 @@ bash "$ROOT/scripts/setup.sh"
 FARM="$ROOT/.farm"
 mkdir -p "$FARM"
 chmod 755 "$FARM"
-DSN="$("$ROOT/.venv/bin/python" -m piwheels_build.localdb start "$FARM/pg")"
+DSN="$("$ROOT/.venv/bin/python" -m piwheels_build.db.localdb start "$FARM/pg")"
 export PIWHEELS_CONFIG="$FARM/piwheels.toml"
 if [ ! -f "$PIWHEELS_CONFIG" ]; then
     cat > "$PIWHEELS_CONFIG" <<TOML

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from upstream_server import FakeUpstream
+from helpers.upstream_server import FakeUpstream
 
 from piwheels_build import db
-from piwheels_build.localdb import LocalCluster
+from piwheels_build.db.localdb import LocalCluster
 
 _counter = itertools.count()
 

@@ -71,7 +71,7 @@ def test_unreachable_upstream(tmp_path, dsn):
 
 
 def test_skip_and_rebuild(tmp_path, dsn, conn):
-    from queue_helpers import add_version, claim, finish, queued, register
+    from helpers.queue_helpers import add_version, claim, finish, queued, register
 
     b = register(conn, "cp311")
     add_version(conn, "foo", "1.0")
@@ -92,7 +92,7 @@ def test_skip_and_rebuild(tmp_path, dsn, conn):
 
 
 def test_status_shows_an_active_abi_with_an_empty_queue(tmp_path, dsn, conn):
-    from queue_helpers import register
+    from helpers.queue_helpers import register
 
     register(conn, "cp311")
     cfg = tmp_path / "c.toml"

@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from farm import Farm, clean_env, query, sdist, show_failures
-from fixture_packages import abi3_extension, c_extension, pure
-from upstream_server import FakeUpstream
+from helpers.farm import Farm, clean_env, query, sdist, show_failures
+from helpers.fixture_packages import abi3_extension, c_extension, pure
+from helpers.upstream_server import FakeUpstream
 
-from piwheels_build.interpreters import discover
+from piwheels_build.build.interpreters import discover
 from piwheels_build.serve import make_server
 
 pytestmark = pytest.mark.slow

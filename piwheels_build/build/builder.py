@@ -1,0 +1,405 @@
+"""Claim a build, build it with pip in a fresh HOME/TMPDIR, verify, store, record.
+
+The builder talks to the database only through the functions a builder role
+may call (register_builder, claim_build, heartbeat_build, finish_build,
+file_is_recorded), so it runs the same with the master's DSN or a builder's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform as pyplatform
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extras
+import requests
+
+from .. import db, queue
+from ..queue import Claim
+from . import buildlog, elfdeps, wheels
+from ..config import Config
+from ..errors import PiwheelsError, StoreError, WheelRejected
+from .interpreters import Interpreter
+from .reqcache import RequirementsCache
+from .sandbox import Limits, RunResult, Sandbox
+from .sdists import SdistError, build_requirements
+from ..store import Store
+
+
+@dataclass
+class Outcome:
+    """What one build produced, ready for finish_build()."""
+
+    status: str
+    duration: float
+    log: bytes = b""
+    files: list[dict] = field(default_factory=list)
+    printed: int = 0          # bytes the build printed, before the cap
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """One finished build, as the CLI prints it and the Ansible module returns it.
+
+    ``duration`` is in seconds; ``files`` are the wheels built and stored,
+    ``aliases`` the extra names they were published under (``linux_armv6l``);
+    ``recorded`` is False when the lease was lost and the database kept
+    nothing of it.
+    """
+
+    build_id: int
+    package: str
+    version: str
+    abi_tag: str
+    status: str
+    duration: float
+    files: tuple[str, ...]
+    aliases: tuple[str, ...]
+    recorded: bool
+
+    def __str__(self) -> str:
+        return (f"build: {self.package} {self.version} {self.abi_tag}: "
+                f"{self.status} in {self.duration:.1f}s"
+                + ("" if self.recorded else " (lease lost, not recorded)"))
+
+
+@dataclass
+class BuildSummary:
+    """What ``Builder.run`` did: every build's result, counts by status, elapsed seconds."""
+
+    results: list[BuildResult] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def builds(self) -> int:
+        return len(self.results)
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    @property
+    def built(self) -> list[str]:
+        """Wheels built (not their aliases)."""
+        return [f for r in self.results for f in r.files]
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.by_status.items())) or "nothing"
+        return f"build: {self.builds} builds in {self.elapsed:.1f}s ({counts})"
+
+
+def _os_release() -> str:
+    try:
+        info = pyplatform.freedesktop_os_release()
+        return info.get("VERSION_CODENAME") or info.get("ID", "")
+    except OSError:
+        return ""
+
+
+class Builder:
+    """One machine's builder: one registered builder per interpreter."""
+
+    def __init__(self, cfg: Config, interpreters: list[Interpreter],
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.interpreters = interpreters
+        self.progress = progress or (lambda _msg: None)
+        self.store = Store(cfg.www)
+        self.box = Sandbox.from_config(cfg)
+        self.reqs = RequirementsCache(Path(self.box.workroot))
+        self.upstream = cfg.upstream_url()
+        self.http = requests.Session()
+        self.conn = db.connect(cfg.database, autocommit=True)
+        self.ids: dict[str, int] = {}
+        release = _os_release()
+        for interp in interpreters:
+            self.ids[interp.abi_tag] = queue.register_builder(
+                self.conn, cfg.builder_name, interp.abi_tag, interp.platform_tag,
+                ".".join(map(str, interp.version)), release)
+
+    def close(self) -> None:
+        self.reqs.close()
+        self.conn.close()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self, batch: int | None = None, forever: bool = False,
+            stop: threading.Event | None = None) -> BuildSummary:
+        """Build until the queue is empty (or ``batch`` builds, or forever)."""
+        summary = BuildSummary()
+        start = time.monotonic()
+        stop = stop or threading.Event()
+        idle_sleep = 1.0
+        while not stop.is_set() and (batch is None or summary.builds < batch):
+            worked = False
+            for interp in self.interpreters:
+                if batch is not None and summary.builds >= batch or stop.is_set():
+                    break
+                claim = queue.claim_build(self.conn, self.ids[interp.abi_tag],
+                                          self.cfg.lease_seconds)
+                if claim is None:
+                    continue
+                worked = True
+                outcome = self.build(interp, claim)
+                result = self.finish(claim, outcome)
+                summary.results.append(result)
+                self.progress(str(result))
+            if not worked:
+                if not forever:
+                    break
+                stop.wait(idle_sleep)
+                idle_sleep = min(idle_sleep * 2, 5.0)  # a new release waits at most 5 s
+            else:
+                idle_sleep = 1.0
+        summary.elapsed = time.monotonic() - start
+        return summary
+
+    def finish(self, claim: Claim, outcome: Outcome) -> BuildResult:
+        """Record the outcome (capped, gzipped log); the build's result."""
+        text, size, truncated = buildlog.capped_bytes(outcome.log, self.cfg.log_limit)
+        size = max(size, outcome.printed)
+        truncated = truncated or outcome.truncated
+        kept = queue.finish_build(self.conn, claim.build_id, outcome.status, outcome.duration,
+                                  buildlog.compress(text), size, truncated, outcome.files)
+        return BuildResult(
+            claim.build_id, claim.package, claim.version, claim.abi_tag, outcome.status,
+            outcome.duration,
+            tuple(f["filename"] for f in outcome.files if not f.get("alias_of")),
+            tuple(f["filename"] for f in outcome.files if f.get("alias_of")), kept)
+
+    # -- one build ------------------------------------------------------------
+
+    def build(self, interp: Interpreter, claim: Claim) -> Outcome:
+        """Download, build in the sandbox, verify and store one claim.
+
+        Never raises for the package's faults: they become a status and a log."""
+        start = time.monotonic()
+        work = self.box.new_workdir()
+        lost = threading.Event()
+        beat = _Heartbeat(self.cfg, claim.build_id, lost)
+        beat.start()
+        try:
+            return self._build_in(interp, claim, work, lost, start)
+        finally:
+            beat.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _build_in(self, interp: Interpreter, claim: Claim, work: Path,
+                  lost: threading.Event, start: float) -> Outcome:
+        log = _Log()
+        try:
+            sdist = self._download(claim, work / "build" / "src")
+        except PiwheelsError as e:
+            return Outcome("infrastructure", time.monotonic() - start, str(e).encode())
+        self.box.give(sdist)
+        inside_sdist = self.box.inside(work, "src", sdist.name)
+        if self.cfg.build_network == "offline":
+            try:
+                requires = build_requirements(sdist)
+            except SdistError as e:
+                return Outcome("failed", time.monotonic() - start, f"[piwheels] {e}\n".encode())
+            wheelhouse = self.box.inside(work, "wheelhouse")
+            key = (interp.path, self.upstream, *requires)
+            reused = self.reqs.get(key, work / "build" / "wheelhouse", self.box.give)
+            if reused is not None:
+                log.note("build requirements " + " ".join(requires) + ": the wheels fetched "
+                         "for an earlier build, sha256 checked: " + " ".join(reused))
+            else:
+                fetch = self._run(interp, work, lost, start, network=True, argv=[
+                    interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar",
+                    "off", "--index-url", self.upstream, *self._trusted(), "--dest", wheelhouse,
+                    *requires])
+                log.add("fetch build requirements: " + " ".join(requires), fetch)
+                if fetch.reason != "exit" or fetch.returncode != 0:
+                    return log.outcome(_classify(fetch, fetching=True), start)
+                self.reqs.put(key, work / "build" / "wheelhouse")
+            source = ["--no-index", "--find-links", wheelhouse]
+        else:
+            source = ["--index-url", self.upstream, *self._trusted()]
+        built = self._run(interp, work, lost, start,
+                          network=self.cfg.build_network == "online", argv=[
+                              interp.path, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
+                              "-v", "--progress-bar", "off", *source,
+                              "--wheel-dir", self.box.inside(work, "out"), inside_sdist])
+        log.add(f"build {claim.package} {claim.version} for {interp.abi_tag}", built)
+        status = _classify(built)
+        files: list[dict] = []
+        if status == "success":
+            try:
+                files = self._verify_and_store(interp, claim, work / "build" / "out")
+            except WheelRejected as e:
+                status = "failed"
+                log.note(f"wheel rejected: {e}")
+            except (StoreError, OSError) as e:
+                status = "infrastructure"
+                log.note(f"store failed: {e}")
+        return log.outcome(status, start, files)
+
+    def _trusted(self) -> list[str]:
+        """pip ignores a plain-HTTP index that is not loopback unless told to trust it;
+        an operator who configured one (a LAN mirror) means it."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.upstream)
+        return ["--trusted-host", parts.hostname] if parts.scheme == "http" and parts.hostname \
+            else []
+
+    def _run(self, interp: Interpreter, work: Path, lost: threading.Event, start: float, *,
+             network: bool, argv: list[str]) -> RunResult:
+        remaining = max(self.cfg.build_timeout - (time.monotonic() - start), 1.0)
+        limits = Limits(timeout=remaining, memory=self.cfg.build_memory,
+                        disk=self.cfg.build_disk, log=self.cfg.log_limit,
+                        pids=self.cfg.build_pids)
+        readonly = sorted({interp.prefix, _interpreter_home(interp.path)})
+        return self.box.run(argv, work, env=self.box.env(work), network=network,
+                            readonly=readonly, limits=limits, lost=lost)
+
+    def _download(self, claim: Claim, dest_dir: Path) -> Path:
+        name = Path(claim.sdist_filename).name
+        if not name or name.startswith("."):
+            raise PiwheelsError(f"refusing sdist file name {claim.sdist_filename!r}")
+        dest = dest_dir / name
+        h = hashlib.sha256()
+        try:
+            with self.http.get(claim.sdist_url, stream=True, timeout=self.cfg.http_timeout) as r:
+                r.raise_for_status()
+                with dest.open("wb") as fh:
+                    for chunk in r.iter_content(1 << 16):
+                        fh.write(chunk)
+                        h.update(chunk)
+        except (requests.RequestException, OSError) as e:
+            raise PiwheelsError(f"download of {claim.sdist_url} failed: {e}") from None
+        if claim.sdist_sha256 and h.hexdigest() != claim.sdist_sha256:
+            raise PiwheelsError(f"download of {claim.sdist_url}: sha256 mismatch")
+        return dest
+
+    def _verify_and_store(self, interp: Interpreter, claim: Claim, out: Path) -> list[dict]:
+        built = sorted(p for p in out.iterdir() if p.suffix == ".whl" and p.is_file()
+                       and not p.is_symlink())
+        if not built:
+            raise WheelRejected("pip reported success but produced no wheel")
+        records = []
+        for path in built:
+            info = wheels.verify(path, claim.package, claim.version, abi=interp.abi_tag,
+                                 platform=interp.platform_tag, pyver=interp.pyver)
+            self.store.put(claim.package, info.filename, path, may_replace=self._unrecorded)
+            meta_sha = self.store.put_metadata(claim.package, info.filename, info.metadata)
+            rec = info.record()
+            rec["metadata_sha256"] = meta_sha
+            rec["dependencies"] += elfdeps.dependencies(path)
+            records.append(rec)
+            for alias in self.store.alias_names(info.filename, self.cfg.platform_aliases):
+                if self.store.alias(claim.package, info.filename, alias):
+                    records.append(dict(rec, filename=alias, alias_of=info.filename,
+                                        platform_tag=alias[:-4].split("-")[-1]))
+        return records
+
+    def _unrecorded(self, filename: str) -> bool:
+        return not queue.file_is_recorded(self.conn, filename)
+
+
+def _interpreter_home(path: str) -> str:
+    """The directory a build must see for this interpreter: a venv's root (with its
+    pyvenv.cfg) or the directory of the executable."""
+    bindir = Path(path).parent
+    return str(bindir.parent if (bindir.parent / "pyvenv.cfg").exists() else bindir)
+
+
+_OOM = (b"MemoryError", b"Cannot allocate memory", b"virtual memory exhausted",
+        b"out of memory", b"std::bad_alloc")
+_MISSING = (b"ModuleNotFoundError: No module named", b"ImportError: No module named",
+            b"No matching distribution found", b"Could not find a version that satisfies")
+_MISSING_HEADER = re.compile(rb"fatal error: [^\n]*\.h: No such file or directory")
+_NETWORK = (b"NewConnectionError", b"Max retries exceeded", b"Temporary failure in name",
+            b"Connection refused", b"ReadTimeoutError")
+
+
+def _classify(result: RunResult, fetching: bool = False) -> str:
+    """Whose fault a failed run was: the package's (failed, missing-build-dependency,
+    timeout, out-of-memory) or the farm's (infrastructure: retried)."""
+    if result.reason == "timeout":
+        return "timeout"
+    if result.reason == "memory":
+        return "out-of-memory"
+    if result.reason == "lost":
+        return "infrastructure"
+    if result.reason == "disk":
+        return "failed"
+    if result.returncode == 0:
+        return "success"
+    if result.returncode is None:
+        return "infrastructure"  # the sandbox itself could not start
+    text = result.log
+    if any(m in text for m in _NETWORK) and fetching:
+        return "infrastructure"
+    if any(m in text for m in _MISSING) or _MISSING_HEADER.search(text):
+        return "missing-build-dependency"
+    if any(m in text for m in _OOM):
+        return "out-of-memory"
+    return "infrastructure" if fetching else "failed"
+
+
+class _Log:
+    """The log of one build: each sandboxed step's output under a header."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.printed = 0
+        self.truncated = False
+
+    def add(self, title: str, result: RunResult) -> None:
+        self.parts.append(f"[piwheels] == {title} ==\n".encode())
+        self.parts.append(result.log)
+        self.printed += result.printed
+        self.truncated |= result.truncated
+        end = {"exit": f"exit status {result.returncode}",
+               "timeout": "killed at the build timeout",
+               "memory": "killed at the memory cap",
+               "disk": "killed at the disk cap of the build directory",
+               "lost": "stopped: the build's lease was lost"}[result.reason]
+        self.parts.append(f"\n[piwheels] {end} after {result.elapsed:.1f}s\n".encode())
+
+    def note(self, text: str) -> None:
+        self.parts.append(f"[piwheels] {text}\n".encode())
+
+    def outcome(self, status: str, start: float, files: list[dict] | None = None) -> Outcome:
+        return Outcome(status, time.monotonic() - start, b"".join(self.parts), files or [],
+                       self.printed, self.truncated)
+
+
+class _Heartbeat(threading.Thread):
+    """Renew the lease while a build runs; flag ``lost`` if the lease is gone."""
+
+    def __init__(self, cfg: Config, build_id: int, lost: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.cfg, self.build_id, self.lost = cfg, build_id, lost
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        interval = max(1.0, self.cfg.lease_seconds / 3)
+        conn = None
+        while not self._halt.wait(interval):
+            try:
+                conn = conn or db.connect(self.cfg.database, autocommit=True)
+                if not queue.heartbeat_build(conn, self.build_id, self.cfg.lease_seconds):
+                    self.lost.set()
+                    return
+            except (PiwheelsError, psycopg2.Error):
+                conn = None  # the database is away; the lease may still hold, keep trying
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)

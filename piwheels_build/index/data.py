@@ -1,0 +1,322 @@
+"""What the index shows, read from the database: a batch of packages with one
+query per table, a project page's data as plain JSON-able dicts, the farm's statistics."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from packaging.version import InvalidVersion, Version
+
+from ..names import abi_version
+
+BATCH = 1000
+
+
+LOG_LIMIT = 64 << 20  # bytes of a decompressed log we publish at most
+
+
+FAILED = ("failed", "timeout", "out-of-memory", "missing-build-dependency", "infrastructure")
+
+
+def version_key(version: str) -> tuple:
+    """PEP 440 order; versions PEP 440 rejects sort first, as text."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def iso_time(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def gunzip_capped(data: bytes, limit: int = LOG_LIMIT) -> bytes:
+    """A stored log, decompressed with a cap (the builder is not trusted with our disk)."""
+    d = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        out = d.decompress(data, limit)
+    except zlib.error:
+        return data[:limit]
+    if d.unconsumed_tail:
+        out += f"\n[piwheels: log cut at {limit} bytes]\n".encode()
+    return out
+
+
+def _covers(f: Any, abi_tag: str, pyver: tuple[int, int]) -> bool:
+    """Whether a wheel installs on an ABI: its own, any for 'none', cp3Y >= cp3X for abi3."""
+    if f.abi_tag in (abi_tag, "none"):
+        return True
+    if f.abi_tag == "abi3":
+        built = abi_version(f.python_tag)
+        return built is not None and built <= pyver
+    return False
+
+
+Q_FULL_BATCH = """
+SELECT p.package FROM packages p
+WHERE p.package > %s AND EXISTS (SELECT 1 FROM files f WHERE f.package = p.package)
+ORDER BY p.package LIMIT %s
+"""
+
+
+# Taking the rows (DELETE locks them) in the batch's transaction: a finish_build
+# that upserts the same row waits for our commit and marks the package again.
+Q_DIRTY_BATCH = """
+DELETE FROM index_dirty WHERE package IN (
+    SELECT package FROM index_dirty WHERE since <= %s
+    ORDER BY package LIMIT %s FOR UPDATE SKIP LOCKED)
+RETURNING package
+"""
+
+
+Q_REDIRTY = """
+INSERT INTO index_dirty (package, since) SELECT unnest(%s::text[]), clock_timestamp()
+ON CONFLICT DO NOTHING
+"""
+
+
+Q_BATCH = {
+    "packages": "SELECT package, display_name, skip_reason, deleted FROM packages"
+                " WHERE package = ANY(%s)",
+    "versions": "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
+                " skip_reason, skip_note FROM versions WHERE package = ANY(%s)",
+    "builds": "SELECT b.build_id, b.package, b.version, b.abi_tag, b.status, b.started_at,"
+              " b.finished_at, b.duration, bu.name AS builder,"
+              " EXISTS (SELECT 1 FROM build_logs l WHERE l.build_id = b.build_id) AS has_log"
+              " FROM builds b JOIN builders bu ON bu.builder_id = b.builder_id"
+              " WHERE b.package = ANY(%s) ORDER BY b.build_id",
+    "files": "SELECT filename, build_id, package, version, python_tag, abi_tag, platform_tag,"
+             " size, sha256, requires_python, metadata_sha256, alias_of, created_at"
+             " FROM files WHERE package = ANY(%s) ORDER BY package, filename",
+    "deps": "SELECT d.filename, d.tool, d.dependency FROM dependencies d"
+            " JOIN files f ON f.filename = d.filename WHERE f.package = ANY(%s)"
+            " ORDER BY d.filename, d.tool, d.dependency",
+    "queue": "SELECT package, version, abi_tag, attempts, build_id, not_before FROM queue"
+             " WHERE package = ANY(%s)",
+    "skips": "SELECT package, version, abi_tag, reason, note FROM abi_skips"
+             " WHERE package = ANY(%s)",
+}
+
+
+Q_LISTED = """
+SELECT p.package FROM packages p
+WHERE NOT p.deleted AND EXISTS (
+    SELECT 1 FROM files f JOIN versions v ON v.package = f.package AND v.version = f.version
+    WHERE f.package = p.package AND NOT v.deleted)
+ORDER BY p.package
+"""
+
+
+Q_UNLISTED = """
+SELECT n.name FROM unnest(%s::text[]) AS n(name)
+WHERE NOT EXISTS (
+    SELECT 1 FROM files f
+    JOIN versions v ON v.package = f.package AND v.version = f.version
+    JOIN packages p ON p.package = f.package
+    WHERE f.package = n.name AND NOT v.deleted AND NOT p.deleted)
+"""
+
+
+Q_UNKNOWN = """
+SELECT n.name FROM unnest(%s::text[]) AS n(name)
+WHERE NOT EXISTS (SELECT 1 FROM packages p WHERE p.package = n.name)
+"""
+
+
+Q_STATS = {
+    "counts": """
+        SELECT (SELECT count(*) FROM packages),
+               (SELECT count(*) FROM versions),
+               (SELECT count(*) FROM (SELECT DISTINCT package, version FROM builds
+                                      WHERE is_final_status(status)) a)""",
+    "files": """
+        SELECT count(*), count(*) FILTER (WHERE alias_of IS NULL),
+               coalesce(sum(size) FILTER (WHERE alias_of IS NULL), 0),
+               count(DISTINCT package), count(DISTINCT (package, version))
+        FROM files""",
+    "builds": """
+        SELECT status, count(*), coalesce(sum(duration), 0) FROM builds
+        GROUP BY status ORDER BY status""",
+    "builders": """
+        SELECT bu.name, bu.abi_tag, bu.platform_tag, bu.last_seen, count(b.build_id),
+               count(b.build_id) FILTER (WHERE b.status = 'success'),
+               coalesce(sum(b.duration), 0)
+        FROM builders bu LEFT JOIN builds b ON b.builder_id = bu.builder_id
+        GROUP BY bu.builder_id ORDER BY bu.name, bu.abi_tag""",
+    "queue": """
+        SELECT a.abi_tag, a.active, count(q.package),
+               count(q.build_id),
+               count(*) FILTER (WHERE q.build_id IS NULL AND q.not_before > now())
+        FROM abis a LEFT JOIN queue q ON q.abi_tag = a.abi_tag
+        GROUP BY a.abi_tag ORDER BY min(a.py_major), min(a.py_minor), a.abi_tag""",
+}
+
+
+class Batch:
+    """Everything the pages of a batch of packages need, fetched with one query per table."""
+
+    def __init__(self, cur: Any, packages: list[str]) -> None:
+        rows = {}
+        for key, sql in Q_BATCH.items():
+            cur.execute(sql, (packages,))
+            rows[key] = cur.fetchall()
+        self.packages = {r.package: r for r in rows["packages"]}
+        self.versions = group_by(rows["versions"], "package")
+        self.builds = group_by(rows["builds"], "package")
+        self.files = group_by(rows["files"], "package")
+        self.deps: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for r in rows["deps"]:
+            self.deps[r.filename][r.tool].append(r.dependency)
+        self.queue = {(r.package, r.version, r.abi_tag): r for r in rows["queue"]}
+        self.skips = {(r.package, r.version, r.abi_tag): r for r in rows["skips"]}
+
+    def listed_files(self, package: str) -> list[Any]:
+        """Files the simple index links: not of a deleted package or version."""
+        info = self.packages.get(package)
+        if info is None or info.deleted:
+            return []
+        versions = {v.version: v for v in self.versions.get(package, [])}
+        out = [f for f in self.files.get(package, [])
+               if f.version in versions and not versions[f.version].deleted]
+        return sorted(out, key=lambda f: (version_key(f.version), f.filename))
+
+    def building(self) -> list[str]:
+        """Packages with a build in flight: its finish may not be visible to us yet."""
+        return sorted({b.package for rows in self.builds.values() for b in rows
+                       if b.status == "building"})
+
+
+def group_by(rows: Iterable[Any], attr: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        out[getattr(r, attr)].append(r)
+    return out
+
+
+def _file_entry(f: Any, batch: Batch, builds: dict[int, Any]) -> dict[str, Any]:
+    b = builds.get(f.build_id)
+    deps = batch.deps.get(f.filename, {})
+    return {
+        "filename": f.filename,
+        "url": f"../../simple/{quote(f.package)}/{quote(f.filename)}",
+        "sha256": f.sha256,
+        "size": f.size,
+        "python_tag": f.python_tag,
+        "abi_tag": f.abi_tag,
+        "platform_tag": f.platform_tag,
+        "requires_python": f.requires_python,
+        "alias_of": f.alias_of,
+        "uploaded": iso_time(f.created_at),
+        "build_id": f.build_id,
+        "builder": b.builder if b else None,
+        "duration": b.duration if b else None,
+        "dependencies": {tool: list(deps.get(tool, [])) for tool in ("apt", "pip", "lib")},
+    }
+
+
+def _build_entry(b: Any | None) -> dict[str, Any] | None:
+    if b is None:
+        return None
+    return {"build_id": b.build_id, "status": b.status, "builder": b.builder,
+            "duration": b.duration, "started": iso_time(b.started_at),
+            "finished": iso_time(b.finished_at),
+            "log": f"../../logs/{b.build_id}.txt" if b.has_log else None}
+
+
+def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any],
+              builds: list[Any], batch: Batch, skip: str | None) -> dict[str, Any]:
+    """Status of one version on one ABI: built, building, queued, skipped, failed, ..."""
+    package, version, abi = key
+    covering = [f.filename for f in files if _covers(f, abi, pyver)]
+    finished = [b for b in builds if b.status not in ("building", "abandoned")]
+    last = finished[-1] if finished else (builds[-1] if builds else None)
+    q, s = batch.queue.get(key), batch.skips.get(key)
+    note = None
+    if covering:
+        status = "built"
+    elif q is not None and q.build_id is not None:
+        status = "building"
+    elif q is not None:
+        status = "queued"
+        if q.attempts:
+            note = f"retry {q.attempts}" + (f" after {iso_time(q.not_before)}" if q.not_before
+                                            else "")
+    elif s is not None:
+        status, note = "skipped", s.reason + (f": {s.note}" if s.note else "")
+    elif last is not None and last.status != "abandoned":
+        status = last.status
+    elif skip:
+        status, note = "skipped", skip
+    else:
+        status = "pending"
+    return {"abi": abi, "status": status, "note": note, "files": covering,
+            "build": _build_entry(last)}
+
+
+def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
+    """Everything the project page shows, as plain data (also published as JSON)."""
+    info = batch.packages[package]
+    builds = batch.builds.get(package, [])
+    by_id = {b.build_id: b for b in builds}
+    builds_of = group_by(builds, "version")
+    files_of = group_by(batch.files.get(package, []), "version")
+    versions = sorted(batch.versions.get(package, []), key=lambda v: version_key(v.version),
+                      reverse=True)
+    out = []
+    for v in versions:
+        vfiles = files_of.get(v.version, [])
+        skip = info.skip_reason or v.skip_reason
+        if skip and v.skip_note and not info.skip_reason:
+            skip = f"{skip}: {v.skip_note}"
+        per_abi = group_by(builds_of.get(v.version, []), "abi_tag")
+        cells = [_abi_cell((package, v.version, a.abi_tag), (a.py_major, a.py_minor), vfiles,
+                           per_abi.get(a.abi_tag, []), batch, skip) for a in abis]
+        for cell in cells:
+            if cell["build"] is None and cell["files"]:  # covered by another ABI's wheel
+                f = next(f for f in vfiles if f.filename == cell["files"][0])
+                cell["build"] = _build_entry(by_id.get(f.build_id))
+        out.append({
+            "version": v.version, "released": iso_time(v.released), "prerelease": v.prerelease,
+            "yanked": v.yanked, "yanked_reason": v.yanked_reason, "deleted": v.deleted,
+            "skip_reason": v.skip_reason, "skip_note": v.skip_note, "abis": cells,
+            "files": [_file_entry(f, batch, by_id) for f in vfiles],
+        })
+    return {"name": package, "display_name": info.display_name,
+            "skip_reason": info.skip_reason, "deleted": info.deleted,
+            "abis": [a.abi_tag for a in abis], "versions": out}
+
+
+def collect_stats(cur: Any) -> dict[str, Any]:
+    """The farm's numbers for the stats page, from a handful of aggregate queries."""
+    rows = {}
+    for key, sql in Q_STATS.items():
+        cur.execute(sql)
+        rows[key] = cur.fetchall()
+    packages, versions, attempted = rows["counts"][0]
+    n_files, n_wheels, disk, pkgs_with_files, built = rows["files"][0]
+    by_status = {s: n for s, n, _ in rows["builds"]}
+    return {
+        "generated": iso_time(datetime.now(UTC)),
+        "packages": {"known": packages, "with_files": pkgs_with_files},
+        "versions": {"known": versions, "attempted": attempted, "built": built,
+                     "success_rate": round(built / attempted, 4) if attempted else None},
+        "builds": {"total": sum(by_status.values()), "by_status": by_status,
+                   "build_time": round(sum(float(t) for _, _, t in rows["builds"]), 1)},
+        "files": {"count": n_files, "wheels": n_wheels, "aliases": n_files - n_wheels,
+                  "disk_used": int(disk)},
+        "builders": [
+            {"name": n, "abi": a, "platform": p, "last_seen": iso_time(seen), "builds": c,
+             "successes": ok, "build_time": round(float(t), 1)}
+            for n, a, p, seen, c, ok, t in rows["builders"]
+        ],
+        "queue": [{"abi": a, "active": act, "queued": n, "building": b, "waiting_retry": w}
+                  for a, act, n, b, w in rows["queue"]],
+    }
+

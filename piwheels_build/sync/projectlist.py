@@ -1,0 +1,385 @@
+"""The list phase: the upstream's full project list or its XML-RPC changelog,
+merged set-based into ``packages``, flagging what changed (``needs_sync``)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from ..config import Config
+from ..errors import UpstreamError
+from ..names import is_valid_name, normalize
+from .simpleapi import ChangelogEntry
+from .summary import Progress, SyncSummary
+from .upstream import Upstream
+
+BATCH = 10_000                # rows per INSERT of the project list
+
+
+RESYNC_OLDEST = 1000          # known packages re-read per run when the upstream has no serials
+
+
+_cursor_ids = itertools.count(1)
+
+
+# When the full list was last read (settings 'full_list_at'), as ISO 8601 UTC.
+_SAVE_FULL_LIST_AT = (
+    "INSERT INTO settings (key, value) VALUES ('full_list_at',"
+    " to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
+
+
+Connection = psycopg2.extensions.connection
+
+
+Cursor = psycopg2.extensions.cursor
+
+
+def sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: Progress) -> None:
+    """Merge the upstream's project list into ``packages`` in one transaction."""
+    report.say(f"sync: reading the project list from {up.url}")
+    # Taken before the list: a change made while it is read is then after this serial,
+    # and the next changelog run sees it.
+    serial_before = up.last_serial() if up.xmlrpc_url else None
+    plist = up.list_projects()
+    valid = [n for n in plist.names if is_valid_name(n)]
+    summary.projects_seen = len(valid)
+    if len(valid) < len(plist.names):
+        summary.errors.append(
+            f"sync: ignored {len(plist.names) - len(valid):,} invalid names in the project list"
+        )
+    with conn.cursor() as cur:
+        _check_list_size(cur, up.url, len(valid))
+        _load_list(cur, valid, plist.serials, report)
+        summary.new_packages += _merge_list(cur)
+        summary.deleted_packages += _mark_missing(cur)
+        if not plist.serials:
+            _flag_oldest(cur)
+        _apply_changelog(cur, up, plist.serial or serial_before)
+        cur.execute(_SAVE_FULL_LIST_AT)
+        cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
+        todo = cur.fetchone()[0]
+    conn.commit()
+    report.say(
+        f"sync: {len(valid):,} projects listed, {summary.new_packages:,} new, "
+        f"{summary.deleted_packages:,} gone, {todo:,} to sync"
+    )
+
+
+def _check_list_size(cur: Cursor, url: str, listed: int) -> None:
+    """Refuse a list that would mark most known packages deleted (a wrong URL, a bad mirror)."""
+    cur.execute("SELECT count(*) FROM packages WHERE NOT deleted")
+    known = cur.fetchone()[0]
+    if known and (listed == 0 or (known >= 1000 and listed < known // 2)):
+        raise UpstreamError(
+            f"upstream: {url} lists {listed:,} projects but {known:,} are known; refusing to "
+            "mark them deleted, check 'upstream' in the config"
+        )
+
+
+def _batches(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    it = iter(rows)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def _load_list(cur: Cursor, names: list[str], serials: dict[str, int],
+               report: Progress) -> None:
+    """The list into a temporary table, BATCH rows a statement."""
+    cur.execute(
+        "CREATE TEMP TABLE sync_list (name text NOT NULL, package text NOT NULL, serial bigint)"
+        " ON COMMIT DROP"
+    )
+    rows = ((n, normalize(n), serials.get(n)) for n in names)
+    done = 0
+    for batch in _batches(rows, BATCH):
+        execute_values(cur, "INSERT INTO sync_list VALUES %s", batch, page_size=BATCH)
+        done += len(batch)
+        if report.due():
+            report.say(f"sync: loading the project list, {done:,}/{len(names):,}")
+    cur.execute(
+        "CREATE TEMP TABLE sync_pkgs ON COMMIT DROP AS"
+        " SELECT package, min(name) AS name, max(serial) AS serial"
+        " FROM sync_list GROUP BY package"
+    )
+    cur.execute("ANALYZE sync_list")
+    cur.execute("ANALYZE sync_pkgs")
+
+
+def _merge_list(cur: Cursor) -> int:
+    """Insert new packages and spellings; flag changed serials and reappeared packages."""
+    cur.execute(
+        "INSERT INTO packages (package, display_name, upstream_serial)"
+        " SELECT package, name, serial FROM sync_pkgs ON CONFLICT (package) DO NOTHING"
+    )
+    new = cur.rowcount
+    cur.execute(
+        "INSERT INTO package_names (name, package) SELECT s.name, s.package FROM sync_list s"
+        " WHERE NOT EXISTS (SELECT 1 FROM package_names n WHERE n.name = s.name)"
+        " ON CONFLICT (name) DO NOTHING"
+    )
+    cur.execute(
+        """
+        UPDATE packages p SET
+            upstream_serial = coalesce(s.serial, p.upstream_serial),
+            needs_sync = p.needs_sync OR p.deleted
+                         OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial),
+            deleted = false,
+            display_name = s.name
+        FROM sync_pkgs s
+        WHERE p.package = s.package
+          AND (p.deleted OR p.display_name <> s.name
+               OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial))
+        """
+    )
+    return new
+
+
+def _mark_missing(cur: Cursor) -> int:
+    """Packages the list no longer has are deleted; their queue rows go."""
+    cur.execute(
+        "UPDATE packages p SET deleted = true, needs_sync = false"
+        " WHERE NOT p.deleted AND NOT EXISTS (SELECT 1 FROM sync_pkgs s"
+        "                                     WHERE s.package = p.package)"
+        " RETURNING p.package"
+    )
+    gone = [r[0] for r in cur.fetchall()]
+    if gone:
+        cur.execute("SELECT refresh_queue(p) FROM unnest(%s::text[]) AS p", (gone,))
+        cur.execute(
+            "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
+            "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since",
+            (gone,),
+        )
+    return len(gone)
+
+
+def _flag_oldest(cur: Cursor) -> None:
+    """Without serials, re-read the longest-unsynced packages so yanks are seen eventually."""
+    cur.execute(
+        "UPDATE packages SET needs_sync = true WHERE package IN ("
+        " SELECT package FROM packages WHERE NOT deleted AND NOT needs_sync"
+        " ORDER BY synced_at NULLS FIRST, package LIMIT %s)",
+        (RESYNC_OLDEST,),
+    )
+
+
+def _last_serial(cur: Cursor) -> int:
+    """The changelog serial the last run got to, 0 when unknown."""
+    cur.execute("SELECT value FROM settings WHERE key = 'upstream_serial'")
+    row = cur.fetchone()
+    return int(row[0]) if row and row[0].isdigit() else 0
+
+
+def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None:
+    """With the full list: also flag the packages the changelog names since the last run.
+
+    ``list_serial`` is the serial the list was served at (or one taken before
+    it was read). A name the changelog has but the list had not (created while
+    the list was read) is added, and a deleted package it names is flagged:
+    its page decides. The next changelog-only run starts after the last entry.
+    """
+    if not up.xmlrpc_url:
+        return
+    last = _last_serial(cur)
+    if last == 0:  # first run: every package is new anyway, just remember where we are
+        _save_serial(cur, list_serial or up.last_serial())
+        return
+    entries = up.changelog_since(last)
+    if not entries:
+        back = _serial_went_back(up, last)
+        if back is not None:  # the list just read is the truth; go on from the upstream's
+            _save_serial(cur, back)
+        return
+    live, gone = _changelog_names(entries)
+    _flag_named(cur, live, gone)
+    _save_serial(cur, max(e.serial for e in entries))
+
+
+def _serial_went_back(up: Upstream, last: int) -> int | None:
+    """The upstream's serial when it is below the one we reached (another mirror, a
+    restore): an empty changelog then means "blind", not "nothing new"."""
+    current = up.last_serial()
+    return current if current is not None and current < last else None
+
+
+def _save_serial(cur: Cursor, serial: int | None) -> None:
+    if serial:
+        cur.execute(
+            "INSERT INTO settings (key, value) VALUES ('upstream_serial', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (str(serial),),
+        )
+
+
+def _changelog_names(
+    entries: list[ChangelogEntry],
+) -> tuple[dict[str, tuple[str, int]], set[str]]:
+    """What the changelog names: live projects, and the ones it says are gone.
+
+    ``live`` maps each package whose latest entry is not a removal of the
+    project to (its spelling, its latest serial); the other set holds removed
+    projects and the old names of renamed ones (flagged only when known: their
+    page will 404 and mark them deleted).
+    """
+    live: dict[str, tuple[str, int]] = {}
+    gone: set[str] = set()
+    for e in sorted(entries, key=lambda e: e.serial):
+        if e.action.startswith("rename from "):
+            old = e.action[len("rename from "):].strip()
+            if is_valid_name(old):
+                gone.add(normalize(old))
+                live.pop(normalize(old), None)
+        if not is_valid_name(e.name):
+            continue
+        package = normalize(e.name)
+        if e.action == "remove project":
+            gone.add(package)
+            live.pop(package, None)
+        else:
+            gone.discard(package)
+            live[package] = (e.name, e.serial)
+    return live, gone
+
+
+def _full_list_due(cur: Cursor, interval: int) -> bool:
+    """True when the full list was never read, or ``interval`` seconds ago or more."""
+    cur.execute("SELECT (SELECT value FROM settings WHERE key = 'full_list_at'), now()")
+    value, now = cur.fetchone()
+    try:
+        at = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        at = None
+    if at is None:
+        return True
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    age = (now - at).total_seconds()
+    return not 0 <= age < interval  # a time in the future (clock moved back) counts as due
+
+
+def sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: SyncSummary,
+                         report: Progress) -> bool:
+    """Flag only what the changelog names, when that is enough this run.
+
+    Returns False, having written nothing, when the full list must be read:
+    no changelog configured, ``full_list_interval`` is 0 or has passed since
+    the last full read, no serial is known yet, or the changelog does not answer.
+    """
+    if not up.xmlrpc_url or cfg.full_list_interval <= 0:
+        return False
+    with conn.cursor() as cur:
+        last = _last_serial(cur)
+        due = _full_list_due(cur, cfg.full_list_interval)
+    conn.commit()
+    if last == 0 or due:
+        return False
+    report.say(f"sync: reading the changelog since serial {last:,}")
+    entries = up.changelog_since(last)
+    if entries is None:
+        report.say("sync: the changelog did not answer; reading the full project list")
+        return False
+    if not entries:
+        back = _serial_went_back(up, last)
+        if back is not None:
+            report.say(f"sync: the upstream's serial went back ({back:,} < {last:,});"
+                       " reading the full project list")
+            return False
+    live, gone = _changelog_names(entries)
+    with conn.cursor() as cur:
+        new = _flag_named(cur, live, gone)
+        if entries:
+            _save_serial(cur, max(e.serial for e in entries))
+        cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
+        todo = cur.fetchone()[0]
+    conn.commit()
+    summary.projects_seen = len(live) + len(gone)
+    summary.new_packages += new
+    report.say(
+        f"sync: the changelog names {summary.projects_seen:,} projects, {new:,} new, "
+        f"{todo:,} to sync (full list not due)"
+    )
+    return True
+
+
+def _flag_named(cur: Cursor, live: dict[str, tuple[str, int]], gone: set[str]) -> int:
+    """Add the live names not known yet and flag every named package; how many were new.
+
+    A deleted package is flagged too, without being restored: its page decides.
+    """
+    new = 0
+    if live:
+        rows = [(p, name, serial) for p, (name, serial) in sorted(live.items())]
+        added = execute_values(
+            cur,
+            "INSERT INTO packages (package, display_name, upstream_serial) VALUES %s"
+            " ON CONFLICT (package) DO NOTHING RETURNING package",
+            rows, page_size=BATCH, fetch=True,
+        )
+        new = len(added)
+        execute_values(
+            cur,
+            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT (name) DO NOTHING",
+            [(name, p) for p, name, _ in rows], page_size=BATCH,
+        )
+    flags = [(p, serial) for p, (_, serial) in live.items()] + [(p, None) for p in gone]
+    if flags:
+        execute_values(
+            cur,
+            "UPDATE packages p SET needs_sync = true,"
+            " upstream_serial = greatest(p.upstream_serial, v.serial)"
+            " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package"
+            " AND (v.serial IS NOT NULL OR NOT p.deleted)",  # removed, already deleted: skip
+            sorted(flags), template="(%s, %s::bigint)", page_size=BATCH,
+        )
+    return new
+
+
+def pending_projects(conn: Connection) -> tuple[int, Iterator[tuple[str, str]]]:
+    """How many packages are flagged, and (package, display name) of each, recent first.
+
+    A WITH HOLD cursor streams them across the group commits, so 930,000
+    names never sit in this process at once. A deleted package is flagged
+    only when the changelog named it again: its page says whether it is back.
+    """
+    where = "WHERE needs_sync"
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM packages {where}")
+        total = cur.fetchone()[0]
+    cur = conn.cursor(f"sync_pending_{next(_cursor_ids)}", withhold=True)
+    cur.itersize = 5000
+    cur.execute(f"SELECT package, display_name FROM packages {where}"
+                " ORDER BY upstream_serial DESC NULLS LAST, package")
+    conn.commit()
+    return total, _drain(cur)
+
+
+def _drain(cur: Cursor) -> Iterator[tuple[str, str]]:
+    try:
+        yield from cur
+    finally:
+        try:
+            cur.close()
+            cur.connection.commit()  # every project is committed or rolled back by now
+        except psycopg2.Error:
+            cur.connection.rollback()
+
+
+def named_targets(conn: Connection, named: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Named packages, asked for by their known upstream spelling when there is one."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT package, display_name FROM packages WHERE package = ANY(%s)",
+            ([p for p, _ in named],),
+        )
+        known = dict(cur.fetchall())
+    conn.commit()
+    return [(p, known.get(p, given)) for p, given in named]
+

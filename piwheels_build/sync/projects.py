@@ -1,0 +1,329 @@
+"""The project phase: fetch flagged project pages in threads, write them in groups."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import NamedTuple
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from ..config import Config
+from ..errors import UpstreamError
+from ..names import normalize
+from .diff import VersionRow, group_files, plan_files, plan_versions
+from .projectlist import BATCH
+from .simpleapi import ProjectPage
+from .summary import Progress, SyncInterrupted, SyncSummary
+from .upstream import Upstream
+
+MAX_FAILURES_IN_A_ROW = 50    # project pages failing in a row before the run gives up
+
+
+GROUP_SIZE = 100              # fetched projects written per transaction
+
+
+GROUP_WAIT = 0.5              # seconds a fetched project waits for its group to fill
+
+
+Connection = psycopg2.extensions.connection
+
+
+Cursor = psycopg2.extensions.cursor
+
+
+def _fetch(up: Upstream, name: str) -> ProjectPage | UpstreamError | None:
+    """Runs in a worker thread: HTTP only, never the database."""
+    try:
+        return up.project(name)
+    except UpstreamError as e:
+        return e
+
+
+class _Fetched(NamedTuple):
+    """A project page fetched and waiting for its group's transaction (None: a 404)."""
+
+    package: str
+    name: str
+    page: ProjectPage | None
+
+
+def sync_projects(conn: Connection, cfg: Config, up: Upstream,
+                   todo: Iterator[tuple[str, str]], total: int, summary: SyncSummary,
+                   report: Progress) -> None:
+    """Fetch pages in threads; write them here, GROUP_SIZE to a transaction.
+
+    A group is written when it is full, when nothing is left to fetch, or
+    when its first page has waited GROUP_WAIT seconds, so a small or slow
+    sync is not held back. Fetching goes on in the threads during a write.
+    """
+    done, failures, started = 0, 0, time.monotonic()
+    workers = max(1, cfg.sync_workers)
+    window = workers * 4 + GROUP_SIZE  # enough in flight to keep the threads busy while writing
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="sync")
+    pending: dict[Future, tuple[str, str]] = {}
+    group: list[_Fetched] = []
+    group_since = 0.0
+
+    def fill() -> None:
+        for package, name in itertools.islice(todo, max(0, window - len(pending))):
+            pending[pool.submit(_fetch, up, name)] = (package, name)
+
+    def flush() -> None:
+        nonlocal done
+        if group:
+            _write_group(conn, cfg, group, summary)
+            done += len(group)
+            group.clear()
+
+    def line() -> str:
+        rate = done / max(time.monotonic() - started, 1e-6)
+        return (f"sync: {done:,}/{total:,} projects, {summary.new_versions:,} new versions, "
+                f"{len(summary.errors):,} errors, {rate:,.0f}/s")
+
+    try:
+        fill()
+        while pending or group:
+            timeout = 1.0
+            if group:
+                timeout = max(0.0, group_since + GROUP_WAIT - time.monotonic())
+            finished, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                package, name = pending.pop(fut)
+                result = fut.result()
+                if isinstance(result, UpstreamError):
+                    summary.errors.append(str(result))
+                    done += 1
+                    failures += 1
+                    continue
+                if not group:
+                    group_since = time.monotonic()
+                group.append(_Fetched(package, name, result))
+                failures = 0
+            if failures >= MAX_FAILURES_IN_A_ROW:
+                flush()
+                summary.errors.append(
+                    f"sync: stopped after {failures} project pages failed in a row; "
+                    "the upstream may be down, run sync again later"
+                )
+                break
+            fill()
+            if group and (len(group) >= GROUP_SIZE or not pending
+                          or time.monotonic() - group_since >= GROUP_WAIT):
+                flush()
+            if report.due():
+                report.say(line())
+    except KeyboardInterrupt:
+        if not conn.closed:
+            conn.rollback()
+        raise SyncInterrupted(summary) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(todo, "close", None)
+        if close:
+            close()
+    if total:
+        report.say(line())
+
+
+# Errors that a page's own content can cause (a number out of range, a NUL
+# byte, one file name on two projects' pages); anything else is the database's.
+_PAGE_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError,
+                psycopg2.errors.CardinalityViolation, psycopg2.errors.ProgramLimitExceeded,
+                ValueError)
+
+
+def _write_group(conn: Connection, cfg: Config, group: list[_Fetched],
+                 summary: SyncSummary) -> None:
+    """Write the group in one transaction; if the database refuses it, each project alone.
+
+    Figures reach ``summary`` only once committed. A project the database
+    refuses on its own is one error line and stays flagged.
+    """
+    delta = SyncSummary()
+    try:
+        _apply_group(conn, cfg, group, delta)
+        conn.commit()
+    except _PAGE_ERRORS as e:
+        conn.rollback()
+        if len(group) > 1:
+            for item in group:
+                _write_group(conn, cfg, [item], summary)
+            return
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        summary.errors.append(f"sync: {group[0].name}: the database refused its page ({first})")
+        return
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+    summary.add(delta)
+
+
+def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
+                 summary: SyncSummary) -> None:
+    """Upsert the group's packages, versions and files, mark 404s deleted, refresh the queue.
+
+    A fixed handful of statements whatever the group's size: rows are read
+    and written per table for the whole group, never per project.
+    """
+    items = {f.package: f for f in group}      # one entry per package, the last one wins
+    packages = sorted(items)
+    found = {p: f for p, f in items.items() if f.page is not None}
+    skip_yanked = cfg.yanked == "skip"
+    with conn.cursor() as cur:
+        cur.execute("SELECT package, deleted FROM packages WHERE package = ANY(%s)"
+                    " ORDER BY package FOR UPDATE", (packages,))
+        was_deleted = dict(cur.fetchall())
+        changed = _gone_in_group(cur, items, was_deleted, summary)
+        changed |= _ensure_packages(cur, found, was_deleted, summary)
+        old_versions = _old_versions(cur, sorted(found))
+        old_files = _old_files(cur, sorted(found))
+        version_rows: list[tuple] = []
+        file_rows: list[tuple] = []
+        stale: list[str] = []
+        for package, f in found.items():
+            files, groups = group_files(package, f.page)
+            rows = plan_versions(package, groups, old_versions[package], skip_yanked, summary)
+            new_files, gone_files = plan_files(files, old_files[package])
+            if rows or new_files or gone_files:
+                changed.add(package)
+            version_rows += rows
+            file_rows += new_files
+            stale += gone_files
+        _write_versions(cur, version_rows)
+        _write_files(cur, file_rows, stale)
+        if found:
+            execute_values(
+                cur,
+                "UPDATE packages p SET synced_serial = coalesce(v.serial, p.upstream_serial),"
+                " synced_at = now(), deleted = false,"
+                # A page older than the serial the list or changelog announced (a stale
+                # cache in front of the upstream) leaves the package flagged for next run.
+                " needs_sync = coalesce(v.serial < p.upstream_serial, false)"
+                " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package",
+                [(p, f.page.serial) for p, f in sorted(found.items())],
+                template="(%s, %s::bigint)", page_size=BATCH,
+            )
+        summary.projects_synced += len(found)
+        if changed:
+            _changed(cur, sorted(changed))
+
+
+def _gone_in_group(cur: Cursor, items: dict[str, _Fetched], was_deleted: dict[str, bool],
+                   summary: SyncSummary) -> set[str]:
+    """404s: a known package is deleted; an unknown one is an error. Returns the changed."""
+    gone = []
+    for package, f in sorted(items.items()):
+        if f.page is not None:
+            continue
+        if package not in was_deleted:
+            summary.errors.append(f"sync: {f.name} not found upstream")
+        else:
+            gone.append(package)
+    if gone:
+        cur.execute(
+            "UPDATE packages SET deleted = true, needs_sync = false, synced_at = now()"
+            " WHERE package = ANY(%s)",
+            (gone,),
+        )
+    summary.projects_synced += len(gone)
+    newly = {p for p in gone if not was_deleted[p]}
+    summary.deleted_packages += len(newly)
+    return newly
+
+
+def _changed(cur: Cursor, packages: list[str]) -> None:
+    """Refresh the queue of these packages and mark them for the index writer."""
+    cur.execute("SELECT count(refresh_queue(p)) FROM unnest(%s::text[]) AS p", (packages,))
+    cur.execute(
+        "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
+        "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since", (packages,)
+    )
+
+
+def _ensure_packages(cur: Cursor, found: dict[str, _Fetched], was_deleted: dict[str, bool],
+                     summary: SyncSummary) -> set[str]:
+    """Insert the new packages, record spellings; the packages new or restored."""
+    spelled = {p: f.page.name for p, f in found.items() if normalize(f.page.name) == p}
+    new = [(p, spelled.get(p, p)) for p in sorted(found) if p not in was_deleted]
+    if new:
+        added = execute_values(
+            cur,
+            "INSERT INTO packages (package, display_name) VALUES %s"
+            " ON CONFLICT (package) DO NOTHING RETURNING package",
+            new, page_size=BATCH, fetch=True,
+        )
+        summary.new_packages += len(added)
+    if spelled:
+        execute_values(
+            cur,
+            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT DO NOTHING",
+            sorted((name, p) for p, name in spelled.items()), page_size=BATCH,
+        )
+    return {p for p, _ in new} | {p for p in found if was_deleted.get(p)}
+
+
+def _old_versions(cur: Cursor, packages: list[str]) -> dict[str, dict[str, VersionRow]]:
+    out: dict[str, dict[str, VersionRow]] = defaultdict(dict)
+    if packages:
+        cur.execute(
+            "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
+            " skip_reason FROM versions WHERE package = ANY(%s)",
+            (packages,),
+        )
+        for r in cur:
+            out[r[0]][r[1]] = VersionRow(*r[2:])
+    return out
+
+
+def _old_files(cur: Cursor, packages: list[str]) -> dict[str, dict[str, tuple]]:
+    out: dict[str, dict[str, tuple]] = defaultdict(dict)
+    if packages:
+        cur.execute(
+            "SELECT filename, package, version, kind, url, sha256, size, requires_python,"
+            " upload_time, yanked, yanked_reason FROM upstream_files WHERE package = ANY(%s)",
+            (packages,),
+        )
+        for r in cur:
+            out[r[1]][r[0]] = tuple(r)
+    return out
+
+
+def _write_versions(cur: Cursor, rows: list[tuple]) -> None:
+    if rows:
+        execute_values(
+            cur,
+            "INSERT INTO versions (package, version, released, yanked, yanked_reason,"
+            " prerelease, deleted, skip_reason) VALUES %s"
+            " ON CONFLICT (package, version) DO UPDATE SET released = EXCLUDED.released,"
+            " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason,"
+            " prerelease = EXCLUDED.prerelease, deleted = EXCLUDED.deleted,"
+            " skip_reason = EXCLUDED.skip_reason",
+            rows, page_size=BATCH,
+        )
+
+
+def _write_files(cur: Cursor, rows: list[tuple], stale: list[str]) -> None:
+    """Delete the files no longer listed, then upsert the new or changed ones."""
+    if stale:
+        cur.execute("DELETE FROM upstream_files WHERE filename = ANY(%s)", (stale,))
+    if rows:
+        execute_values(
+            cur,
+            "INSERT INTO upstream_files (filename, package, version, kind, url, sha256, size,"
+            " requires_python, upload_time, yanked, yanked_reason) VALUES %s"
+            " ON CONFLICT (filename) DO UPDATE SET package = EXCLUDED.package,"
+            " version = EXCLUDED.version, kind = EXCLUDED.kind, url = EXCLUDED.url,"
+            " sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
+            " requires_python = EXCLUDED.requires_python, upload_time = EXCLUDED.upload_time,"
+            " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason",
+            rows, page_size=BATCH,
+        )
+

@@ -1,0 +1,77 @@
+"""What a sync run did, and the progress lines it prints while it runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+PROGRESS_EVERY = 2.0          # seconds between progress messages
+
+
+@dataclass
+class SyncSummary:
+    """What a run did; ``errors`` holds one line per project that failed."""
+
+    projects_seen: int = 0
+    projects_synced: int = 0
+    new_packages: int = 0
+    new_versions: int = 0
+    yanked: int = 0
+    unyanked: int = 0
+    deleted_versions: int = 0
+    deleted_packages: int = 0
+    binary_only: int = 0
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"sync: {self.projects_seen:,} projects seen, {self.projects_synced:,} synced, "
+            f"{self.new_packages:,} new packages, {self.new_versions:,} new versions, "
+            f"{self.yanked:,} yanked, {self.unyanked:,} unyanked, "
+            f"{self.deleted_versions:,} versions deleted, "
+            f"{self.deleted_packages:,} packages deleted, {self.binary_only:,} binary-only, "
+            f"{len(self.errors):,} errors in {self.elapsed:.1f}s"
+        )
+
+    def add(self, other: SyncSummary) -> None:
+        """Count a committed group's figures.
+
+        A group counts into its own summary until it commits, so a rolled-back
+        group leaves the totals right.
+        """
+        for f in fields(self):
+            if f.name == "errors":
+                self.errors.extend(other.errors)
+            elif f.name != "elapsed":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class SyncInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sync; carries the summary of what was committed.
+
+    Every group written before it stays; the group being written is rolled
+    back and pages fetched but not yet written stay flagged for the next run.
+    """
+
+    def __init__(self, summary: SyncSummary) -> None:
+        super().__init__("sync interrupted")
+        self.summary = summary
+
+
+class Progress:
+    """Calls ``progress`` at most every PROGRESS_EVERY seconds."""
+
+    def __init__(self, fn: Callable[[str], None] | None) -> None:
+        self.fn = fn
+        self.last = time.monotonic()
+
+    def say(self, msg: str) -> None:
+        if self.fn:
+            self.fn(msg)
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.fn is not None and time.monotonic() - self.last >= PROGRESS_EVERY
+
