@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
-import time
 import xmlrpc.client
 from html.parser import HTMLParser
 from typing import Any
 from xml.parsers.expat import ExpatError
 
 import requests
-import requests.adapters
 
+from .. import http as retrying
 from ..errors import UpstreamError
 from ..names import normalize
 from .simpleapi import (
@@ -39,32 +37,7 @@ from .simpleapi import (
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
 
-_BACKOFF_CAP = 30.0
-
-
 _CHUNK = 1 << 16
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-_FATAL = (
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.InvalidHeader,
-)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, one-line cause for a requests exception."""
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
-    m = _ERRNO.search(str(exc))
-    if m:
-        return m[1].strip()
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 class Upstream:
@@ -84,10 +57,7 @@ class Upstream:
         self.retries = max(0, retries)
         self.xmlrpc_url = xmlrpc_url or None
         self.backoff = backoff
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = retrying.session(self.retries, backoff=backoff, pool_maxsize=64)
         self.session.headers["Accept"] = ACCEPT
 
     def close(self) -> None:
@@ -103,34 +73,24 @@ class Upstream:
         return UpstreamError(f"upstream: {url} {what}; check 'upstream' in the config")
 
     def _get(self, url: str, *, stream: bool = False) -> requests.Response | None:
-        """GET with retries on connection errors, 5xx and 429; None on 404."""
-        last = "no answer"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), _BACKOFF_CAP))
-            try:
-                r = self.session.get(url, timeout=self.timeout, stream=stream)
-            except _FATAL as e:
-                raise self._error(url, f"is not a usable URL ({_reason(e)})") from None
-            except requests.RequestException as e:
-                last = _reason(e)
-                continue
-            if r.status_code == 404:
-                r.close()
-                return None
-            if r.status_code == 429 or r.status_code >= 500:
-                last = f"HTTP {r.status_code}"
-                r.close()
-                continue
-            if r.status_code >= 400:
-                r.close()
-                raise self._error(url, f"answered HTTP {r.status_code}")
-            return r
-        tries = self.retries + 1
-        raise UpstreamError(
-            f"upstream: cannot get {url} ({last}, {tries} attempt{'s' * (tries > 1)}); "
-            "check 'upstream' in the config and the network"
-        )
+        """GET, retried by the session (connection errors, 5xx, 429); None on 404."""
+        try:
+            r = retrying.get(self.session, url, timeout=self.timeout, retries=self.retries,
+                         stream=stream)
+        except retrying.BAD_URL as e:
+            raise self._error(url, f"is not a usable URL ({retrying.reason(e)})") from None
+        except retrying.GaveUp as e:
+            raise UpstreamError(
+                f"upstream: cannot get {url} ({e.reason}, {e.attempts} "
+                f"attempt{'s' * (e.attempts > 1)}); check 'upstream' in the config and the network"
+            ) from None
+        if r.status_code == 404:
+            r.close()
+            return None
+        if r.status_code >= 400:
+            r.close()
+            raise self._error(url, f"answered HTTP {r.status_code}")
+        return r
 
     def _kind(self, r: requests.Response) -> str:
         """'json' or 'html' from the Content-Type, else a one-line error."""
@@ -146,7 +106,7 @@ class Upstream:
         try:
             data = json.loads(r.content, **kw)
         except requests.RequestException as e:
-            raise self._error(r.url, f"broke off its answer ({_reason(e)})") from None
+            raise self._error(r.url, f"broke off its answer ({retrying.reason(e)})") from None
         except ValueError as e:
             raise self._error(r.url, f"answered malformed JSON ({e})") from None
         if not isinstance(data, dict):
@@ -157,7 +117,7 @@ class Upstream:
         try:
             feed_html(parser, r.iter_content(_CHUNK), r.encoding or "utf-8")
         except requests.RequestException as e:
-            raise self._error(r.url, f"broke off its answer ({_reason(e)})") from None
+            raise self._error(r.url, f"broke off its answer ({retrying.reason(e)})") from None
         except LookupError:
             raise self._error(r.url, f"uses an unknown encoding {r.encoding!r}") from None
         finally:

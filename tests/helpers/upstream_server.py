@@ -2,7 +2,8 @@
 
 Serves PEP 691 JSON or PEP 503 HTML by the Accept header, a per-project and a
 global ``_last-serial``, the files themselves, an XML-RPC changelog, and can be
-told to fail (HTTP 500, malformed JSON) for a given path.
+told to fail (HTTP 500 with or without Retry-After, malformed JSON, a slow answer,
+a connection dropped mid-answer) for a given path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import html
 import io
 import json
+import socket
 import tarfile
 import threading
 import time
@@ -23,6 +25,7 @@ from piwheels_build.names import normalize
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+DROP = -1  # an injected "status": the connection is closed mid-answer
 _SDIST_EXTS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar")
 
 
@@ -198,21 +201,35 @@ class FakeUpstream:
             self.projects[normalize(new)] = proj
             self._bump(proj, new, None, f"rename from {old}")
 
-    def fail(self, path: str, times: int = 1, status: int = 500) -> None:
-        """Answer ``path`` (e.g. ``/simple/foo/``) with ``status`` the next ``times`` times."""
+    def fail(self, path: str, times: int = 1, status: int = 500,
+             retry_after: str | None = None) -> None:
+        """Answer ``path`` (e.g. ``/simple/foo/``) with ``status`` the next ``times`` times,
+        with a ``Retry-After`` header when given."""
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
         with self._lock:
-            self._failures.setdefault(path, []).extend([(status, b"", "text/plain", 0)] * times)
+            self._failures.setdefault(path, []).extend(
+                [(status, b"", "text/plain", 0, headers)] * times)
+
+    def drop(self, path: str, times: int = 1) -> None:
+        """Start answering ``path`` (part of the status line) and close the connection."""
+        with self._lock:
+            self._failures.setdefault(path, []).extend([(DROP, b"", "", 0, {})] * times)
+
+    def requests_for(self, path: str) -> int:
+        """How many requests for ``path`` the server received."""
+        return self.requests_log.count(path)
 
     def malformed(self, path: str, times: int = 1, body: bytes = b'{"files": [',
                   content_type: str = JSON_TYPE) -> None:
         """Answer ``path`` with a broken body (malformed JSON by default)."""
         with self._lock:
-            self._failures.setdefault(path, []).extend([(200, body, content_type, 0)] * times)
+            self._failures.setdefault(path, []).extend(
+                [(200, body, content_type, 0, {})] * times)
 
     def slow(self, path: str, seconds: float, times: int = 1) -> None:
         """Answer ``path`` normally but only after ``seconds``, for timeout tests."""
         with self._lock:
-            self._failures.setdefault(path, []).extend([(None, b"", "", seconds)] * times)
+            self._failures.setdefault(path, []).extend([(None, b"", "", seconds, {})] * times)
 
     def project_paths(self) -> list[str]:
         """Project-page requests seen so far (root and file downloads left out)."""
@@ -220,15 +237,16 @@ class FakeUpstream:
 
     # ------------------------------------------------------------ rendering
 
-    def _injected(self, path: str) -> tuple[int, bytes, str] | None:
+    def _injected(self, path: str) -> tuple[int, bytes, str, dict[str, str]] | None:
         with self._lock:
             queue = self._failures.get(path)
             found = queue.pop(0) if queue else None
         if found is None:
             return None
-        status, body, ctype, delay = found
-        time.sleep(delay)
-        return None if status is None else (status, body, ctype)
+        status, body, ctype, delay, headers = found
+        if delay:
+            time.sleep(delay)
+        return None if status is None else (status, body, ctype, headers)
 
     def _root_json(self) -> bytes:
         projects = [{"name": p.name, "_last-serial": p.serial}
@@ -272,8 +290,9 @@ class FakeUpstream:
                 f"</title></head><body>\n<h1>Links for {html.escape(proj.name)}</h1>\n"
                 f"{''.join(rows)}</body></html>\n<!--SERIAL {proj.serial}-->\n").encode()
 
-    def render(self, path: str, accept: str) -> tuple[int, bytes, str]:
-        """(status, body, content type) for a GET of ``path``."""
+    def render(self, path: str, accept: str) -> tuple:
+        """(status, body, content type[, extra headers]) for a GET of ``path``; status
+        ``DROP`` means: close the connection mid-answer."""
         injected = self._injected(path)
         if injected:
             return injected
@@ -317,9 +336,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
+    def _send(self, status: int, body: bytes, ctype: str,
+              headers: dict[str, str] | None = None) -> None:
+        if status == DROP:
+            self.wfile.write(b"HTTP/1.1 20")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -142,7 +142,64 @@ def test_retries_run_out_with_one_line(fake):
         _client(fake, retries=2).list_projects()
     msg = str(e.value)
     assert "\n" not in msg and "HTTP 500" in msg and "3 attempts" in msg
-    assert "check 'upstream'" in msg
+    assert "check 'upstream'" in msg and fake.url in msg
+    assert fake.requests_for("/simple/") == 3
+
+
+def test_retry_after_is_honoured(fake, monkeypatch):
+    """A 503 with Retry-After is retried after the time it asks (urllib3's Retry), not
+    after the backoff; the sleep is observed, not timed."""
+    import urllib3.util.retry
+
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    _populate(fake)
+    fake.fail("/simple/other/", times=1, status=503, retry_after="7")
+    page = _client(fake, retries=2, backoff=0).project("other")
+    assert page and page.files[0].filename == "other-2.0.tar.gz"
+    assert fake.requests_for("/simple/other/") == 2
+    assert slept == [7]
+
+
+def test_huge_or_broken_retry_after_is_capped(fake, monkeypatch):
+    import urllib3.util.retry
+
+    from piwheels_build.http import RETRY_AFTER_MAX
+
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    _populate(fake)
+    fake.fail("/simple/other/", times=1, status=429, retry_after="86400")
+    fake.fail("/simple/other/", times=1, status=503, retry_after="soon")
+    assert _client(fake, retries=2, backoff=0).project("other")
+    assert fake.requests_for("/simple/other/") == 3
+    assert slept == [RETRY_AFTER_MAX]
+
+
+def test_dropped_connection_is_retried(fake):
+    _populate(fake)
+    fake.drop("/simple/other/")
+    page = _client(fake, retries=1).project("other")
+    assert page and page.files[0].filename == "other-2.0.tar.gz"
+    assert fake.requests_for("/simple/other/") == 2
+
+
+def test_dropped_connections_run_out_with_one_line(fake):
+    fake.drop("/simple/", times=2)
+    with pytest.raises(UpstreamError) as e:
+        _client(fake, retries=1).list_projects()
+    msg = _one_line(e)
+    assert "cannot get" in msg and "2 attempts" in msg and fake.url in msg
+    assert "check 'upstream' in the config and the network" in msg
+    assert fake.requests_for("/simple/") == 2
+
+
+def test_client_errors_are_not_retried(fake):
+    fake.fail("/simple/", times=1, status=403)
+    with pytest.raises(UpstreamError) as e:
+        _client(fake, retries=3).list_projects()
+    assert "answered HTTP 403" in _one_line(e)
+    assert fake.requests_for("/simple/") == 1
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
