@@ -22,6 +22,7 @@ import psycopg2.extras
 import requests
 
 from .. import db, queue
+from .. import http as retrying
 from ..queue import Claim
 from . import buildlog, elfdeps, wheels
 from ..config import Config
@@ -119,7 +120,9 @@ class Builder:
         self.box = Sandbox.from_config(cfg)
         self.reqs = RequirementsCache(Path(self.box.workroot))
         self.upstream = cfg.upstream_url()
-        self.http = requests.Session()
+        # Retries a dropped connection, a timeout, 429 or 5xx (honouring Retry-After), so a
+        # network blip does not become an infrastructure failure waiting retry_delay.
+        self.http = retrying.session(cfg.http_retries)
         self.conn = db.connect(cfg.database, autocommit=True)
         self.ids: dict[str, int] = {}
         release = _os_release()
@@ -272,12 +275,16 @@ class Builder:
         dest = dest_dir / name
         h = hashlib.sha256()
         try:
-            with self.http.get(claim.sdist_url, stream=True, timeout=self.cfg.http_timeout) as r:
+            with retrying.get(self.http, claim.sdist_url, timeout=self.cfg.http_timeout,
+                              retries=self.cfg.http_retries, stream=True) as r:
                 r.raise_for_status()
                 with dest.open("wb") as fh:
                     for chunk in r.iter_content(1 << 16):
                         fh.write(chunk)
                         h.update(chunk)
+        except retrying.GaveUp as e:
+            raise PiwheelsError(f"download of {claim.sdist_url} failed ({e.reason}, "
+                                f"{e.attempts} attempt{'s' * (e.attempts > 1)})") from None
         except (requests.RequestException, OSError) as e:
             raise PiwheelsError(f"download of {claim.sdist_url} failed: {e}") from None
         if claim.sdist_sha256 and h.hexdigest() != claim.sdist_sha256:
