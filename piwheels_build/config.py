@@ -6,9 +6,10 @@ import os
 import re
 import socket
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
@@ -27,38 +28,81 @@ def parse_size(text: str | int, key: str) -> int:
     return int(float(m[1]) * scale)
 
 
+class _SizeMarker:
+    """Marks an ``int`` setting written as a size: ``"2G"``, ``"512M"`` or bytes."""
+
+
+Size = Annotated[int, _SizeMarker]
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _seconds_or_zero(value: Any) -> str | None:
+    return None if value >= 0 else (
+        "must be 0 (read the project list on every sync) or a number of seconds")
+
+
+def _strings(what: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if all(isinstance(v, str) for v in value) else f"must be {what}"
+    return check
+
+
+def _aliases(value: dict) -> str | None:
+    for plat, aliases in value.items():
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            return f".{plat} must be a list of platform tags"
+    return None
+
+
+def setting(default: Any = None, *, factory: Callable[[], Any] | None = None,
+            choices: tuple[str, ...] = (), check: Callable[[Any], str | None] | None = None,
+            want: str | None = None) -> Any:
+    """A configuration key: its default, and what a value must be beyond its annotated
+    type (``choices``; ``check`` returns what is wrong, or None; ``want`` names the type
+    in errors). Every key is documented in docs/configuration.md (a test checks)."""
+    meta = {"choices": choices, "check": check, "want": want}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class Config:
-    """Validated settings. Every key is documented in docs/configuration.md."""
+    """Validated settings: each field is one key; its annotation is the type the TOML
+    value must have (``Size``: a size; ``Path``: a string relative to the file)."""
 
-    database: str = ""
-    upstream: str = ""
-    upstream_xmlrpc: str = ""
-    www: Path = Path("www")
-    pythons: list[str] = field(default_factory=list)
-    build_timeout: int = 3600
-    build_memory: int = 2 << 30
-    build_disk: int = 4 << 30
-    build_pids: int = 1024
-    build_user: str = "piwheels-build"
-    build_network: str = "offline"
-    sandbox: str = "auto"
-    log_limit: int = 2 << 20
-    builder_name: str = ""
-    platform_aliases: dict[str, list[str]] = field(
-        default_factory=lambda: {"linux_armv7l": ["linux_armv6l"]}
-    )
-    lease_seconds: int = 300
-    retry_limit: int = 5
-    retry_delay: int = 60
-    yanked: str = "skip"
-    sync_workers: int = 8
-    full_list_interval: int = 86400
-    http_timeout: float = 30.0
-    http_retries: int = 4
-    stats_interval: int = 300
-    root_interval: int = 300
-    source: Path | None = None
+    database: str = setting("")
+    upstream: str = setting("")
+    upstream_xmlrpc: str = setting("")
+    www: Path = setting(Path("www"))
+    pythons: list[str] = setting(factory=list, want="a list of interpreter paths or names",
+                                 check=_strings("a list of interpreter paths or names"))
+    build_timeout: int = setting(3600, check=_positive)
+    build_memory: Size = setting(2 << 30, check=_positive)
+    build_disk: Size = setting(4 << 30, check=_positive)
+    build_pids: int = setting(1024, check=_positive)
+    build_user: str = setting("piwheels-build")
+    build_network: str = setting("offline", choices=("offline", "online"))
+    sandbox: str = setting("auto", choices=("auto", "bubblewrap", "none"))
+    log_limit: Size = setting(2 << 20, check=_positive)
+    builder_name: str = setting("")     # empty: the host name
+    platform_aliases: dict[str, list[str]] = setting(
+        factory=lambda: {"linux_armv7l": ["linux_armv6l"]}, check=_aliases)
+    lease_seconds: int = setting(300, check=_positive)
+    retry_limit: int = setting(5)
+    retry_delay: int = setting(60, check=_positive)
+    yanked: str = setting("skip", choices=("skip", "build"))
+    sync_workers: int = setting(8, check=_positive)
+    full_list_interval: int = setting(86400, check=_seconds_or_zero)
+    http_timeout: float = setting(30.0)
+    http_retries: int = setting(4)
+    stats_interval: int = setting(300, check=_positive)
+    root_interval: int = setting(300, check=_positive)
+    # Not a key: the file the settings came from.
+    source: Path | None = field(default=None, metadata={"key": False})
 
     def upstream_url(self) -> str:
         """The configured upstream, or the one pip is configured with."""
@@ -69,84 +113,89 @@ class Config:
         return default_upstream()
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "database": (str,),
-    "upstream": (str,),
-    "upstream_xmlrpc": (str,),
-    "www": (str,),
-    "pythons": (list,),
-    "build_timeout": (int,),
-    "build_memory": (str, int),
-    "build_disk": (str, int),
-    "build_pids": (int,),
-    "build_user": (str,),
-    "build_network": (str,),
-    "sandbox": (str,),
-    "log_limit": (str, int),
-    "builder_name": (str,),
-    "platform_aliases": (dict,),
-    "lease_seconds": (int,),
-    "retry_limit": (int,),
-    "retry_delay": (int,),
-    "yanked": (str,),
-    "sync_workers": (int,),
-    "full_list_interval": (int,),
-    "http_timeout": (int, float),
-    "http_retries": (int,),
-    "stats_interval": (int,),
-    "root_interval": (int,),
-}
-KNOWN_KEYS = tuple(_TYPES)
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
                dict: "a table"}
+
+
+@dataclass(frozen=True)
+class _Key:
+    """How one key is read, derived from its Config field."""
+
+    name: str
+    accepts: tuple[type, ...]     # the TOML types allowed
+    kind: str                     # "size", "path", "float" or "plain"
+    want: str
+    choices: tuple[str, ...]
+    check: Callable[[Any], str | None] | None
+
+
+def _key(f: Field, hint: Any) -> _Key:
+    origin = get_origin(hint)
+    if origin is Annotated and _SizeMarker in get_args(hint)[1:]:
+        accepts, kind = (str, int), "size"
+    elif hint is Path:
+        accepts, kind = (str,), "path"
+    elif hint is float:
+        accepts, kind = (int, float), "float"
+    elif origin in (list, dict):
+        accepts, kind = (origin,), "plain"
+    elif hint in (str, int):
+        accepts, kind = (hint,), "plain"
+    else:
+        raise TypeError(f"Config.{f.name}: no TOML type for {hint!r}")
+    want = f.metadata.get("want") or (
+        "a number" if kind == "float" else " or ".join(_TYPE_NAMES[t] for t in accepts))
+    return _Key(f.name, accepts, kind, want, f.metadata.get("choices", ()),
+                f.metadata.get("check"))
+
+
+_HINTS = get_type_hints(Config, include_extras=True)
+KEYS: dict[str, _Key] = {
+    f.name: _key(f, _HINTS[f.name]) for f in fields(Config) if f.metadata.get("key", True)
+}
+KNOWN_KEYS = tuple(KEYS)
+
+
+def _choices(allowed: tuple[str, ...]) -> str:
+    quoted = [f'"{a}"' for a in allowed]
+    return " or ".join(quoted) if len(quoted) == 2 else "one of " + ", ".join(quoted)
+
+
+def _value(key: _Key, value: Any, base: Path, where: str) -> Any:
+    """The checked, converted value of one key; a one-line ConfigError if it is wrong."""
+    if isinstance(value, bool) or not isinstance(value, key.accepts):
+        raise ConfigError(f"config: {key.name} must be {key.want}{where}, not {value!r}")
+    if key.kind == "size":
+        value = parse_size(value, key.name)
+    elif key.kind == "path":
+        value = (base / value).resolve()
+    elif key.kind == "float":
+        value = float(value)
+    if key.choices and value not in key.choices:
+        raise ConfigError(
+            f"config: {key.name} must be {_choices(key.choices)}{where}, not {value!r}")
+    wrong = key.check(value) if key.check else None
+    if wrong:
+        sep = "" if wrong.startswith(".") else " "
+        raise ConfigError(f"config: {key.name}{sep}{wrong}{where}, not {value!r}")
+    return value
 
 
 def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML table into a Config."""
     where = f" in {source}" if source else ""
-    for key, value in data.items():
-        if key not in _TYPES:
+    for name in data:
+        if name not in KEYS:
             raise ConfigError(
-                f"config: unknown key {key!r}{where}; known keys: {', '.join(KNOWN_KEYS)}"
+                f"config: unknown key {name!r}{where}; known keys: {', '.join(KNOWN_KEYS)}"
             )
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
-            want = " or ".join(_TYPE_NAMES[t] for t in _TYPES[key])
-            raise ConfigError(f"config: {key} must be {want}{where}, not {value!r}")
     cfg = Config(source=source)
     base = source.parent if source else Path.cwd()
-    for f in fields(Config):
-        if f.name in data:
-            setattr(cfg, f.name, data[f.name])
-    cfg.www = (base / str(data.get("www", "www"))).resolve()
-    cfg.build_memory = parse_size(data.get("build_memory", cfg.build_memory), "build_memory")
-    cfg.log_limit = parse_size(data.get("log_limit", cfg.log_limit), "log_limit")
-    cfg.build_disk = parse_size(data.get("build_disk", cfg.build_disk), "build_disk")
-    for key, allowed in (("sandbox", ("auto", "bubblewrap", "none")),
-                         ("build_network", ("offline", "online"))):
-        if getattr(cfg, key) not in allowed:
-            raise ConfigError(f"config: {key} must be one of {', '.join(allowed)}{where}, "
-                              f"not {getattr(cfg, key)!r}")
-    if not all(isinstance(p, str) for p in cfg.pythons):
-        raise ConfigError(f"config: pythons must be a list of interpreter paths or names{where}")
-    for plat, aliases in cfg.platform_aliases.items():
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ConfigError(
-                f"config: platform_aliases.{plat} must be a list of platform tags{where}"
-            )
-    if cfg.yanked not in ("skip", "build"):
-        raise ConfigError(
-            f"config: yanked must be \"skip\" or \"build\"{where}, not {cfg.yanked!r}"
-        )
-    for key in ("build_timeout", "lease_seconds", "sync_workers", "retry_delay", "build_pids",
-                "build_memory", "build_disk", "log_limit", "stats_interval",
-                "root_interval"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"config: {key} must be positive{where}")
-    if cfg.full_list_interval < 0:
-        raise ConfigError(
-            f"config: full_list_interval must be 0 (read the project list on every sync) or "
-            f"a number of seconds{where}, not {cfg.full_list_interval!r}"
-        )
+    for name, key in KEYS.items():
+        if name in data:
+            setattr(cfg, name, _value(key, data[name], base, where))
+        elif key.kind == "path":
+            setattr(cfg, name, (base / getattr(cfg, name)).resolve())
     if not cfg.builder_name:
         cfg.builder_name = socket.gethostname()
     return cfg
