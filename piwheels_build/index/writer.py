@@ -10,10 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg2.extras
 
@@ -33,15 +31,15 @@ from .data import (
 )
 from .pages import (
     API_VERSION,
-    REPO_META,
-    STYLE,
     json_bytes,
     landing_html,
-    page,
     project_html,
+    root_html_parts,
+    root_link,
     simple_html,
     simple_json,
     stats_html,
+    style_css,
 )
 
 ROOT_STALE = ".root-stale"  # marker: the set of packages changed, the root is not written yet
@@ -227,8 +225,7 @@ class _Writer:
         """``simple/index.html`` and ``index.json``, streamed: there may be a million names."""
         marker = self.simple / ROOT_STALE
         existed = marker.exists()
-        head = page("Simple index", "<h1>Simple index</h1>\n", head=REPO_META)
-        head, tail = head.split("</body>")
+        head, tail = root_html_parts()
         with (self.conn.cursor(name=f"root_{secrets.token_hex(4)}") as cur,
               fsutil.atomic_write(self.simple / "index.html", "w") as h,
               fsutil.atomic_write(self.simple / "index.json", "w") as j):
@@ -238,9 +235,9 @@ class _Writer:
             j.write(json_bytes({"meta": {"api-version": API_VERSION}}).decode()[:-1])
             j.write(',"projects":[')
             for i, (name,) in enumerate(cur):
-                h.write(f'<a href="{escape(quote(name))}/">{escape(name)}</a><br>\n')
+                h.write(root_link(name))
                 j.write(("," if i else "") + json.dumps({"name": name}))
-            h.write("</body>" + tail)
+            h.write(tail)
             j.write("]}\n")
         self.conn.rollback()
         if existed:
@@ -262,7 +259,7 @@ class _Writer:
                         self.summary.packages_removed += 1
 
     def write_fixed(self) -> None:
-        fsutil.write_if_changed(self.www / "static" / "style.css", STYLE.encode())
+        fsutil.write_if_changed(self.www / "static" / "style.css", style_css())
         fsutil.write_if_changed(self.www / "index.html", landing_html().encode())
 
     def root_due(self) -> bool:
