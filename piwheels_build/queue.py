@@ -1,10 +1,12 @@
-"""The Python face of the queue's SQL functions (db/migrations/0002, 0004, 0005).
+"""The Python face of the queue's SQL functions (db/migrations/0002, 0004-0006).
 
 The queue's rules live in SQL so that every path (sync, builders, operators)
 applies the same ones; this module is the one place Python calls them. Each
 function takes an open connection and leaves the transaction to the caller
 (builders run in autocommit). The builder role may execute only the first
-five (migration 0003: ``SECURITY DEFINER``, no table access).
+five (migration 0003: ``SECURITY DEFINER``, no table access); the others
+are the master's: sync's and operators' changes to what is queued
+(migration 0006).
 """
 
 from __future__ import annotations
@@ -95,3 +97,50 @@ def refresh_queue(conn: Connection, package: str | None = None,
             cur.execute("SELECT refresh_queue(%s)", (package,))
         else:
             cur.execute("SELECT refresh_queue(%s, %s)", (package, version))
+
+
+def package_changed(conn: Connection, packages: list[str]) -> int:
+    """Packages whose rows changed: refresh their queue rows and mark them for the
+    index writer (``package_changed``); the queue rows added."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT package_changed(%s::text[])", (packages,))
+        return cur.fetchone()[0]
+
+
+def skip_version(conn: Connection, package: str, version: str | None = None,
+                 abi_tag: str | None = None, note: str | None = None) -> bool:
+    """An operator's skip of a package, a version, or a version on one ABI; False when
+    it was skipped already (``skip_version``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT skip_version(%s, %s, %s, %s)", (package, version, abi_tag, note))
+        return bool(cur.fetchone()[0])
+
+
+def unskip_version(conn: Connection, package: str, version: str | None = None,
+                   abi_tag: str | None = None) -> bool:
+    """Lift an operator's skip; False when there was none to lift (``unskip_version``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT unskip_version(%s, %s, %s)", (package, version, abi_tag))
+        return bool(cur.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What ``requeue_version`` did: rows forgotten, queue rows added and given the
+    priority, and the ABIs now queued (or building)."""
+
+    forgotten: int
+    added: int
+    reprioritised: int
+    queued: list[str]
+
+
+def requeue_version(conn: Connection, package: str, version: str, abi_tag: str | None = None,
+                    priority: int = 0) -> Requeued:
+    """Forget a version's failed attempts and skips (on one ABI or all) and queue it
+    again, with ``priority`` when not 0 (``requeue_version``)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM requeue_version(%s, %s, %s, %s)",
+                    (package, version, abi_tag, priority or 0))
+        forgotten, added, reprioritised, queued = cur.fetchone()
+    return Requeued(forgotten, added, reprioritised, list(queued))

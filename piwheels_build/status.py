@@ -1,57 +1,50 @@
-"""What the farm is doing: a handful of aggregate queries, text or JSON."""
+"""What the farm is doing: its numbers, counted in one place (``farm_stats``, migration
+0006) for `piwheels status`, the Ansible queue facts and the stats page."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-_QUERIES = {
-    "packages": "SELECT count(*), count(*) FILTER (WHERE deleted),"
-                " count(*) FILTER (WHERE needs_sync) FROM packages",
-    "versions": "SELECT count(*), count(*) FILTER (WHERE skip_reason IS NOT NULL) FROM versions",
-    "skips": "SELECT skip_reason, count(*) FROM versions WHERE skip_reason IS NOT NULL"
-             " GROUP BY 1 ORDER BY 1",
-    "queue": "SELECT a.abi_tag, count(*) FILTER (WHERE q.package IS NOT NULL AND q.build_id IS NULL"
-             "   AND (q.not_before IS NULL OR q.not_before <= now())),"
-             " count(*) FILTER (WHERE q.build_id IS NOT NULL),"
-             " count(*) FILTER (WHERE q.package IS NOT NULL AND q.build_id IS NULL"
-             "   AND q.not_before > now())"
-             " FROM abis a LEFT JOIN queue q USING (abi_tag) WHERE a.active"
-             " GROUP BY a.abi_tag ORDER BY a.abi_tag",
-    "builds": "SELECT status, count(*), coalesce(sum(duration), 0) FROM builds"
-              " GROUP BY 1 ORDER BY 1",
-    "files": "SELECT count(*), coalesce(sum(size) FILTER (WHERE alias_of IS NULL), 0) FROM files",
-    "builders": "SELECT b.name, b.abi_tag, b.platform_tag, b.last_seen,"
-                " count(x.build_id), count(x.build_id) FILTER (WHERE x.status = 'success')"
-                " FROM builders b LEFT JOIN builds x USING (builder_id)"
-                " GROUP BY b.builder_id ORDER BY b.name, b.abi_tag",
-    "dirty": "SELECT count(*) FROM index_dirty",
-}
+
+def farm_stats(cur: Any, detail: bool = True) -> dict[str, Any]:
+    """The farm's numbers as ``farm_stats`` returns them, with times as datetimes.
+
+    ``detail`` adds the counts that sort whole tables (versions attempted and
+    built, packages with files); without it they are 0.
+    """
+    cur.execute("SELECT farm_stats(%s)", (detail,))
+    stats = cur.fetchone()[0]
+    for b in stats["builders"]:
+        b["last_seen"] = datetime.fromisoformat(b["last_seen"])
+    return stats
 
 
 def collect(conn) -> dict[str, Any]:
     """The farm's state as plain data (for `piwheels status --json`)."""
-    out: dict[str, Any] = {}
     with conn.cursor() as cur:
-        rows = {}
-        for key, sql in _QUERIES.items():
-            cur.execute(sql)
-            rows[key] = cur.fetchall()
+        s = farm_stats(cur, detail=False)
     conn.rollback()
-    total, deleted, pending = rows["packages"][0]
-    out["packages"] = {"total": total, "deleted": deleted, "needs_sync": pending}
-    out["versions"] = {"total": rows["versions"][0][0], "skipped": rows["versions"][0][1],
-                       "skip_reasons": {r: n for r, n in rows["skips"]}}
-    out["queue"] = {abi: {"ready": r, "building": b, "waiting_retry": w}
-                    for abi, r, b, w in rows["queue"] if abi}
-    out["builds"] = {s: {"count": n, "seconds": round(float(t), 1)} for s, n, t in rows["builds"]}
-    out["files"] = {"count": rows["files"][0][0], "bytes": int(rows["files"][0][1])}
-    out["builders"] = [
-        {"name": n, "abi": a, "platform": p, "last_seen": ls.isoformat(), "builds": c,
-         "successes": ok}
-        for n, a, p, ls, c, ok in rows["builders"]
-    ]
-    out["index_dirty"] = rows["dirty"][0][0]
-    return out
+    versions = s["versions"]
+    skips = {v["skip_reason"]: v["count"] for v in versions if v["skip_reason"] is not None}
+    return {
+        "packages": {k: s["packages"][k] for k in ("total", "deleted", "needs_sync")},
+        "versions": {"total": sum(v["count"] for v in versions),
+                     "skipped": sum(skips.values()), "skip_reasons": skips},
+        "queue": {q["abi"]: {"ready": q["ready"], "building": q["building"],
+                             "waiting_retry": q["waiting_retry"]}
+                  for q in sorted(s["queue"], key=lambda q: q["abi"]) if q["active"]},
+        "builds": {b["status"]: {"count": b["count"], "seconds": round(float(b["seconds"]), 1)}
+                   for b in s["builds"]},
+        "files": {"count": s["files"]["count"], "bytes": int(s["files"]["bytes"])},
+        "builders": [
+            {"name": b["name"], "abi": b["abi"], "platform": b["platform"],
+             "last_seen": b["last_seen"].isoformat(), "builds": b["builds"],
+             "successes": b["successes"]}
+            for b in s["builders"]
+        ],
+        "index_dirty": s["index_dirty"],
+    }
 
 
 def render(s: dict[str, Any]) -> str:

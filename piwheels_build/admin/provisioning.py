@@ -12,6 +12,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from .. import db
+from ..db import writes
 from ..errors import AdminError, PiwheelsError
 
 GROUPS = {"master": "piwheels_master", "builder": "piwheels_builder", "web": "piwheels_web"}
@@ -142,9 +143,7 @@ def set_settings(admin_dsn: str, name: str, values: dict[str, Any],
                 if row is None or row[0] != str(value):
                     changes.append(f"set {key} = {value}")
                     if not check:
-                        cur.execute("INSERT INTO settings (key, value) VALUES (%s, %s) "
-                                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                                    (key, str(value)))
+                        writes.set_setting(cur, key, str(value))
     except psycopg2.errors.UndefinedTable:
         if check:
             return {"changed": True, "changes": [f"set {k}" for k in values]}

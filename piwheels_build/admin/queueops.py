@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import db
+from .. import db, queue
 from ..errors import AdminError
-
-SKIP_REASON = "admin"
 
 
 def _connect(dsn: str, autocommit: bool = True):
@@ -53,8 +51,8 @@ def refresh(dsn: str, check: bool = False) -> dict[str, Any]:
         db.check_schema(conn)
         with conn.cursor() as cur:
             added, dropped = _missing_queue_rows(cur), _stale_queue_rows(cur)
-            if not check and (added or dropped):
-                cur.execute("SELECT refresh_queue()")
+        if not check and (added or dropped):
+            queue.refresh_queue(conn)
         conn.commit()
     finally:
         conn.close()
@@ -100,52 +98,17 @@ def skip(dsn: str, package: str, version: str | None = None, abi: str | None = N
     if abi and ver is None:
         raise AdminError("queue: skipping for one ABI needs a version")
     conn = _connect(dsn, autocommit=False)
-    changed = False
     try:
         db.check_schema(conn)
         with conn.cursor() as cur:
             _version_row(cur, pkg, ver)
             if abi:
                 _abi_row(cur, abi)
-                cur.execute("SELECT reason FROM abi_skips WHERE package = %s AND version = %s "
-                            "AND abi_tag = %s", (pkg, ver, abi))
-                row = cur.fetchone()
-                if state == "present" and row is None:
-                    changed = True
-                    cur.execute("INSERT INTO abi_skips (package, version, abi_tag, reason, note)"
-                                " VALUES (%s, %s, %s, 'admin', %s)", (pkg, ver, abi, note))
-                elif state == "absent" and row is not None:
-                    changed = True
-                    cur.execute("DELETE FROM abi_skips WHERE package = %s AND version = %s AND "
-                                "abi_tag = %s", (pkg, ver, abi))
-            elif ver is not None:
-                cur.execute("SELECT skip_reason FROM versions WHERE package = %s AND "
-                            "version = %s", (pkg, ver))
-                reason = cur.fetchone()[0]
-                if state == "present" and reason is None:
-                    changed = True
-                    cur.execute("UPDATE versions SET skip_reason = 'admin', skip_note = %s "
-                                "WHERE package = %s AND version = %s", (note, pkg, ver))
-                elif state == "absent" and reason == SKIP_REASON:
-                    changed = True
-                    cur.execute("UPDATE versions SET skip_reason = NULL, skip_note = NULL "
-                                "WHERE package = %s AND version = %s", (pkg, ver))
-            else:
-                cur.execute("SELECT skip_reason FROM packages WHERE package = %s", (pkg,))
-                reason = cur.fetchone()[0]
-                if state == "present" and reason is None:
-                    changed = True
-                    cur.execute("UPDATE packages SET skip_reason = %s WHERE package = %s",
-                                (note or SKIP_REASON, pkg))
-                elif state == "absent" and reason is not None:
-                    changed = True
-                    cur.execute("UPDATE packages SET skip_reason = NULL WHERE package = %s",
-                                (pkg,))
-            if changed:
-                cur.execute("SELECT refresh_queue(%s, %s)", (pkg, ver))
-                cur.execute("INSERT INTO index_dirty (package) VALUES (%s) "
-                            "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since",
-                            (pkg,))
+        changed = False
+        if state == "present":
+            changed = queue.skip_version(conn, pkg, ver, abi, note)
+        elif state == "absent":
+            changed = queue.unskip_version(conn, pkg, ver, abi)
         if check:
             conn.rollback()
         else:
@@ -167,55 +130,19 @@ def requeue(dsn: str, package: str, version: str, abi: str | None = None, priori
 
     pkg, ver = normalize(package), _canonical_version(version)
     conn = _connect(dsn, autocommit=False)
-    forgotten = 0
     try:
         db.check_schema(conn)
         with conn.cursor() as cur:
             _version_row(cur, pkg, ver)
             if abi:
                 _abi_row(cur, abi)
-            cur.execute("DELETE FROM builds b WHERE b.package = %(p)s AND b.version = %(v)s "
-                        "AND (%(a)s::text IS NULL OR b.abi_tag = %(a)s) "
-                        "AND b.status NOT IN ('success', 'building') "
-                        "AND NOT EXISTS (SELECT 1 FROM files f WHERE f.build_id = b.build_id)",
-                        {"p": pkg, "v": ver, "a": abi})
-            forgotten = cur.rowcount
-            cur.execute("DELETE FROM abi_skips WHERE package = %(p)s AND version = %(v)s "
-                        "AND (%(a)s::text IS NULL OR abi_tag = %(a)s)",
-                        {"p": pkg, "v": ver, "a": abi})
-            forgotten += cur.rowcount
-            cur.execute("UPDATE versions SET skip_reason = NULL, skip_note = NULL "
-                        "WHERE package = %s AND version = %s "
-                        "AND skip_reason IN ('admin', 'too-many-failures')", (pkg, ver))
-            forgotten += cur.rowcount
-            cur.execute("DELETE FROM queue WHERE package = %(p)s AND version = %(v)s "
-                        "AND build_id IS NULL AND not_before > now() "
-                        "AND (%(a)s::text IS NULL OR abi_tag = %(a)s)",
-                        {"p": pkg, "v": ver, "a": abi})
-            forgotten += cur.rowcount
-            cur.execute("SELECT refresh_queue(%s, %s)", (pkg, ver))
-            added = cur.fetchone()[0]
-            reprioritised = 0
-            if priority:
-                cur.execute("UPDATE queue SET priority = %(pr)s WHERE package = %(p)s AND "
-                            "version = %(v)s AND (%(a)s::text IS NULL OR abi_tag = %(a)s) AND "
-                            "priority <> %(pr)s", {"p": pkg, "v": ver, "a": abi, "pr": priority})
-                reprioritised = cur.rowcount
-            cur.execute("SELECT abi_tag FROM queue WHERE package = %(p)s AND version = %(v)s "
-                        "AND (%(a)s::text IS NULL OR abi_tag = %(a)s) ORDER BY abi_tag",
-                        {"p": pkg, "v": ver, "a": abi})
-            queued = [r[0] for r in cur.fetchall()]
-            if forgotten:
-                cur.execute("INSERT INTO index_dirty (package) VALUES (%s) "
-                            "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since",
-                            (pkg,))
+        done = queue.requeue_version(conn, pkg, ver, abi, priority)
         if check:
             conn.rollback()
         else:
             conn.commit()
     finally:
         conn.close()
-    changed = bool(forgotten or added or reprioritised)
-    return {"changed": changed, "package": pkg, "version": ver, "forgotten": forgotten,
-            "added": added, "queued": queued}
-
+    changed = bool(done.forgotten or done.added or done.reprioritised)
+    return {"changed": changed, "package": pkg, "version": ver, "forgotten": done.forgotten,
+            "added": done.added, "queued": done.queued}

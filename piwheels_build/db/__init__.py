@@ -107,11 +107,9 @@ def check_schema(conn: psycopg2.extensions.connection) -> None:
 
 def set_settings(conn: psycopg2.extensions.connection, values: dict[str, str]) -> None:
     """Store master-side settings the SQL functions read (retry limit and delay)."""
+    from .writes import set_setting
+
     with conn.cursor() as cur:
         for key, value in values.items():
-            cur.execute(
-                "INSERT INTO settings (key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (key, str(value)),
-            )
+            set_setting(cur, key, str(value))
     conn.commit()

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 from ..names import abi_version
+from ..status import farm_stats
 
 BATCH = 1000
 
@@ -66,22 +67,6 @@ ORDER BY p.package LIMIT %s
 """
 
 
-# Taking the rows (DELETE locks them) in the batch's transaction: a finish_build
-# that upserts the same row waits for our commit and marks the package again.
-Q_DIRTY_BATCH = """
-DELETE FROM index_dirty WHERE package IN (
-    SELECT package FROM index_dirty WHERE since <= %s
-    ORDER BY package LIMIT %s FOR UPDATE SKIP LOCKED)
-RETURNING package
-"""
-
-
-Q_REDIRTY = """
-INSERT INTO index_dirty (package, since) SELECT unnest(%s::text[]), clock_timestamp()
-ON CONFLICT DO NOTHING
-"""
-
-
 Q_BATCH = {
     "packages": "SELECT package, display_name, skip_reason, deleted FROM packages"
                 " WHERE package = ANY(%s)",
@@ -128,35 +113,6 @@ Q_UNKNOWN = """
 SELECT n.name FROM unnest(%s::text[]) AS n(name)
 WHERE NOT EXISTS (SELECT 1 FROM packages p WHERE p.package = n.name)
 """
-
-
-Q_STATS = {
-    "counts": """
-        SELECT (SELECT count(*) FROM packages),
-               (SELECT count(*) FROM versions),
-               (SELECT count(*) FROM (SELECT DISTINCT package, version FROM builds
-                                      WHERE is_final_status(status)) a)""",
-    "files": """
-        SELECT count(*), count(*) FILTER (WHERE alias_of IS NULL),
-               coalesce(sum(size) FILTER (WHERE alias_of IS NULL), 0),
-               count(DISTINCT package), count(DISTINCT (package, version))
-        FROM files""",
-    "builds": """
-        SELECT status, count(*), coalesce(sum(duration), 0) FROM builds
-        GROUP BY status ORDER BY status""",
-    "builders": """
-        SELECT bu.name, bu.abi_tag, bu.platform_tag, bu.last_seen, count(b.build_id),
-               count(b.build_id) FILTER (WHERE b.status = 'success'),
-               coalesce(sum(b.duration), 0)
-        FROM builders bu LEFT JOIN builds b ON b.builder_id = bu.builder_id
-        GROUP BY bu.builder_id ORDER BY bu.name, bu.abi_tag""",
-    "queue": """
-        SELECT a.abi_tag, a.active, count(q.package),
-               count(q.build_id),
-               count(*) FILTER (WHERE q.build_id IS NULL AND q.not_before > now())
-        FROM abis a LEFT JOIN queue q ON q.abi_tag = a.abi_tag
-        GROUP BY a.abi_tag ORDER BY min(a.py_major), min(a.py_minor), a.abi_tag""",
-}
 
 
 class Batch:
@@ -294,29 +250,28 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
 
 
 def collect_stats(cur: Any) -> dict[str, Any]:
-    """The farm's numbers for the stats page, from a handful of aggregate queries."""
-    rows = {}
-    for key, sql in Q_STATS.items():
-        cur.execute(sql)
-        rows[key] = cur.fetchall()
-    packages, versions, attempted = rows["counts"][0]
-    n_files, n_wheels, disk, pkgs_with_files, built = rows["files"][0]
-    by_status = {s: n for s, n, _ in rows["builds"]}
+    """The farm's numbers for the stats page (``status.farm_stats``, with the details)."""
+    s = farm_stats(cur, detail=True)
+    files = s["files"]
+    attempted, built = s["attempted"], files["versions"]
+    by_status = {b["status"]: b["count"] for b in s["builds"]}
     return {
         "generated": iso_time(datetime.now(UTC)),
-        "packages": {"known": packages, "with_files": pkgs_with_files},
-        "versions": {"known": versions, "attempted": attempted, "built": built,
+        "packages": {"known": s["packages"]["total"], "with_files": files["packages"]},
+        "versions": {"known": sum(v["count"] for v in s["versions"]), "attempted": attempted,
+                     "built": built,
                      "success_rate": round(built / attempted, 4) if attempted else None},
         "builds": {"total": sum(by_status.values()), "by_status": by_status,
-                   "build_time": round(sum(float(t) for _, _, t in rows["builds"]), 1)},
-        "files": {"count": n_files, "wheels": n_wheels, "aliases": n_files - n_wheels,
-                  "disk_used": int(disk)},
+                   "build_time": round(sum(float(b["seconds"]) for b in s["builds"]), 1)},
+        "files": {"count": files["count"], "wheels": files["wheels"],
+                  "aliases": files["count"] - files["wheels"], "disk_used": int(files["bytes"])},
         "builders": [
-            {"name": n, "abi": a, "platform": p, "last_seen": iso_time(seen), "builds": c,
-             "successes": ok, "build_time": round(float(t), 1)}
-            for n, a, p, seen, c, ok, t in rows["builders"]
+            {"name": b["name"], "abi": b["abi"], "platform": b["platform"],
+             "last_seen": iso_time(b["last_seen"]), "builds": b["builds"],
+             "successes": b["successes"], "build_time": round(float(b["seconds"]), 1)}
+            for b in s["builders"]
         ],
-        "queue": [{"abi": a, "active": act, "queued": n, "building": b, "waiting_retry": w}
-                  for a, act, n, b, w in rows["queue"]],
+        "queue": [{"abi": q["abi"], "active": q["active"], "queued": q["queued"],
+                   "building": q["building"], "waiting_retry": q["waiting_retry"]}
+                  for q in s["queue"]],
     }
-

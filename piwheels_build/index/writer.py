@@ -16,12 +16,11 @@ from typing import Any
 import psycopg2.extras
 
 from .. import fsutil
+from ..db import writes
 from .data import (
     BATCH,
-    Q_DIRTY_BATCH,
     Q_FULL_BATCH,
     Q_LISTED,
-    Q_REDIRTY,
     Q_UNKNOWN,
     Q_UNLISTED,
     Batch,
@@ -130,7 +129,7 @@ class _Writer:
                 packages = [r.package for r in cur.fetchall()]
                 if not packages:
                     break
-                cur.execute("DELETE FROM index_dirty WHERE package = ANY(%s)", (packages,))
+                writes.clear_dirty(cur, packages)
                 self.write_batch(cur, packages)
             self.commit_batch()
             after = packages[-1]
@@ -140,8 +139,7 @@ class _Writer:
         """The packages marked dirty before this run began (later ones wait for the next)."""
         while True:
             with self.cursor() as cur:
-                cur.execute(Q_DIRTY_BATCH, (started, self.batch_size))
-                packages = sorted(r.package for r in cur.fetchall())
+                packages = writes.take_dirty_batch(cur, started, self.batch_size)
                 if not packages:
                     break
                 self.write_batch(cur, packages)
@@ -165,7 +163,7 @@ class _Writer:
         self.write_logs(batch)
         building = batch.building()
         if building:
-            cur.execute(Q_REDIRTY, (building,))
+            writes.redirty(cur, building)
 
     def write_simple(self, package: str, batch: Batch) -> None:
         """The package's PEP 503 and PEP 691 pages, or none when nothing is listed."""

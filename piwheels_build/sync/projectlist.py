@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from psycopg2.extras import execute_values
 
 from ..config import Config
+from ..db import writes
 from ..errors import UpstreamError
 from ..names import is_valid_name, normalize
 from .simpleapi import ChangelogEntry
@@ -26,14 +26,6 @@ RESYNC_OLDEST = 1000          # known packages re-read per run when the upstream
 
 
 _cursor_ids = itertools.count(1)
-
-
-# When the full list was last read (settings 'full_list_at'), as ISO 8601 UTC.
-_SAVE_FULL_LIST_AT = (
-    "INSERT INTO settings (key, value) VALUES ('full_list_at',"
-    " to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-)
 
 
 Connection = psycopg2.extensions.connection
@@ -58,12 +50,12 @@ def sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: Prog
     with conn.cursor() as cur:
         _check_list_size(cur, up.url, len(valid))
         _load_list(cur, valid, plist.serials, report)
-        summary.new_packages += _merge_list(cur)
-        summary.deleted_packages += _mark_missing(cur)
-        if not plist.serials:
-            _flag_oldest(cur)
+        # New packages and spellings, changed serials flagged, the ones gone deleted
+        # (queue and pages updated), the oldest re-read without serials, time noted.
+        new, gone = writes.merge_project_list(cur, 0 if plist.serials else RESYNC_OLDEST)
+        summary.new_packages += new
+        summary.deleted_packages += gone
         _apply_changelog(cur, up, plist.serial or serial_before)
-        cur.execute(_SAVE_FULL_LIST_AT)
         cur.execute("SELECT count(*) FROM packages WHERE needs_sync")
         todo = cur.fetchone()[0]
     conn.commit()
@@ -92,83 +84,14 @@ def _batches(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
 
 def _load_list(cur: Cursor, names: list[str], serials: dict[str, int],
                report: Progress) -> None:
-    """The list into a temporary table, BATCH rows a statement."""
-    cur.execute(
-        "CREATE TEMP TABLE sync_list (name text NOT NULL, package text NOT NULL, serial bigint)"
-        " ON COMMIT DROP"
-    )
+    """The list into the transaction's staging table, BATCH rows a statement."""
     rows = ((n, normalize(n), serials.get(n)) for n in names)
     done = 0
     for batch in _batches(rows, BATCH):
-        execute_values(cur, "INSERT INTO sync_list VALUES %s", batch, page_size=BATCH)
+        writes.load_project_list(cur, batch)
         done += len(batch)
         if report.due():
             report.say(f"sync: loading the project list, {done:,}/{len(names):,}")
-    cur.execute(
-        "CREATE TEMP TABLE sync_pkgs ON COMMIT DROP AS"
-        " SELECT package, min(name) AS name, max(serial) AS serial"
-        " FROM sync_list GROUP BY package"
-    )
-    cur.execute("ANALYZE sync_list")
-    cur.execute("ANALYZE sync_pkgs")
-
-
-def _merge_list(cur: Cursor) -> int:
-    """Insert new packages and spellings; flag changed serials and reappeared packages."""
-    cur.execute(
-        "INSERT INTO packages (package, display_name, upstream_serial)"
-        " SELECT package, name, serial FROM sync_pkgs ON CONFLICT (package) DO NOTHING"
-    )
-    new = cur.rowcount
-    cur.execute(
-        "INSERT INTO package_names (name, package) SELECT s.name, s.package FROM sync_list s"
-        " WHERE NOT EXISTS (SELECT 1 FROM package_names n WHERE n.name = s.name)"
-        " ON CONFLICT (name) DO NOTHING"
-    )
-    cur.execute(
-        """
-        UPDATE packages p SET
-            upstream_serial = coalesce(s.serial, p.upstream_serial),
-            needs_sync = p.needs_sync OR p.deleted
-                         OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial),
-            deleted = false,
-            display_name = s.name
-        FROM sync_pkgs s
-        WHERE p.package = s.package
-          AND (p.deleted OR p.display_name <> s.name
-               OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial))
-        """
-    )
-    return new
-
-
-def _mark_missing(cur: Cursor) -> int:
-    """Packages the list no longer has are deleted; their queue rows go."""
-    cur.execute(
-        "UPDATE packages p SET deleted = true, needs_sync = false"
-        " WHERE NOT p.deleted AND NOT EXISTS (SELECT 1 FROM sync_pkgs s"
-        "                                     WHERE s.package = p.package)"
-        " RETURNING p.package"
-    )
-    gone = [r[0] for r in cur.fetchall()]
-    if gone:
-        cur.execute("SELECT refresh_queue(p) FROM unnest(%s::text[]) AS p", (gone,))
-        cur.execute(
-            "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
-            "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since",
-            (gone,),
-        )
-    return len(gone)
-
-
-def _flag_oldest(cur: Cursor) -> None:
-    """Without serials, re-read the longest-unsynced packages so yanks are seen eventually."""
-    cur.execute(
-        "UPDATE packages SET needs_sync = true WHERE package IN ("
-        " SELECT package FROM packages WHERE NOT deleted AND NOT needs_sync"
-        " ORDER BY synced_at NULLS FIRST, package LIMIT %s)",
-        (RESYNC_OLDEST,),
-    )
 
 
 def _last_serial(cur: Cursor) -> int:
@@ -212,11 +135,7 @@ def _serial_went_back(up: Upstream, last: int) -> int | None:
 
 def _save_serial(cur: Cursor, serial: int | None) -> None:
     if serial:
-        cur.execute(
-            "INSERT INTO settings (key, value) VALUES ('upstream_serial', %s)"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (str(serial),),
-        )
+        writes.set_setting(cur, "upstream_serial", str(serial))
 
 
 def _changelog_names(
@@ -314,32 +233,8 @@ def _flag_named(cur: Cursor, live: dict[str, tuple[str, int]], gone: set[str]) -
 
     A deleted package is flagged too, without being restored: its page decides.
     """
-    new = 0
-    if live:
-        rows = [(p, name, serial) for p, (name, serial) in sorted(live.items())]
-        added = execute_values(
-            cur,
-            "INSERT INTO packages (package, display_name, upstream_serial) VALUES %s"
-            " ON CONFLICT (package) DO NOTHING RETURNING package",
-            rows, page_size=BATCH, fetch=True,
-        )
-        new = len(added)
-        execute_values(
-            cur,
-            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT (name) DO NOTHING",
-            [(name, p) for p, name, _ in rows], page_size=BATCH,
-        )
-    flags = [(p, serial) for p, (_, serial) in live.items()] + [(p, None) for p in gone]
-    if flags:
-        execute_values(
-            cur,
-            "UPDATE packages p SET needs_sync = true,"
-            " upstream_serial = greatest(p.upstream_serial, v.serial)"
-            " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package"
-            " AND (v.serial IS NOT NULL OR NOT p.deleted)",  # removed, already deleted: skip
-            sorted(flags), template="(%s, %s::bigint)", page_size=BATCH,
-        )
-    return new
+    rows = [(p, name, serial) for p, (name, serial) in sorted(live.items())]
+    return writes.flag_named(cur, rows, sorted(gone))
 
 
 def pending_projects(conn: Connection) -> tuple[int, Iterator[tuple[str, str]]]:

@@ -12,13 +12,13 @@ from typing import NamedTuple
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from psycopg2.extras import execute_values
 
+from .. import queue
 from ..config import Config
+from ..db import writes
 from ..errors import UpstreamError
 from ..names import normalize
 from .diff import VersionRow, group_files, plan_files, plan_versions
-from .projectlist import BATCH
 from .simpleapi import ProjectPage
 from .summary import Progress, SyncInterrupted, SyncSummary
 from .upstream import Upstream
@@ -197,23 +197,13 @@ def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
             version_rows += rows
             file_rows += new_files
             stale += gone_files
-        _write_versions(cur, version_rows)
-        _write_files(cur, file_rows, stale)
+        writes.write_versions(cur, version_rows)
+        writes.write_upstream_files(cur, file_rows, stale)
         if found:
-            execute_values(
-                cur,
-                "UPDATE packages p SET synced_serial = coalesce(v.serial, p.upstream_serial),"
-                " synced_at = now(), deleted = false,"
-                # A page older than the serial the list or changelog announced (a stale
-                # cache in front of the upstream) leaves the package flagged for next run.
-                " needs_sync = coalesce(v.serial < p.upstream_serial, false)"
-                " FROM (VALUES %s) AS v(package, serial) WHERE p.package = v.package",
-                [(p, f.page.serial) for p, f in sorted(found.items())],
-                template="(%s, %s::bigint)", page_size=BATCH,
-            )
+            writes.packages_synced(cur, [(p, f.page.serial) for p, f in sorted(found.items())])
         summary.projects_synced += len(found)
         if changed:
-            _changed(cur, sorted(changed))
+            queue.package_changed(conn, sorted(changed))
 
 
 def _gone_in_group(cur: Cursor, items: dict[str, _Fetched], was_deleted: dict[str, bool],
@@ -228,24 +218,11 @@ def _gone_in_group(cur: Cursor, items: dict[str, _Fetched], was_deleted: dict[st
         else:
             gone.append(package)
     if gone:
-        cur.execute(
-            "UPDATE packages SET deleted = true, needs_sync = false, synced_at = now()"
-            " WHERE package = ANY(%s)",
-            (gone,),
-        )
+        writes.packages_not_found(cur, gone)
     summary.projects_synced += len(gone)
     newly = {p for p in gone if not was_deleted[p]}
     summary.deleted_packages += len(newly)
     return newly
-
-
-def _changed(cur: Cursor, packages: list[str]) -> None:
-    """Refresh the queue of these packages and mark them for the index writer."""
-    cur.execute("SELECT count(refresh_queue(p)) FROM unnest(%s::text[]) AS p", (packages,))
-    cur.execute(
-        "INSERT INTO index_dirty (package) SELECT unnest(%s::text[]) "
-        "ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since", (packages,)
-    )
 
 
 def _ensure_packages(cur: Cursor, found: dict[str, _Fetched], was_deleted: dict[str, bool],
@@ -254,19 +231,9 @@ def _ensure_packages(cur: Cursor, found: dict[str, _Fetched], was_deleted: dict[
     spelled = {p: f.page.name for p, f in found.items() if normalize(f.page.name) == p}
     new = [(p, spelled.get(p, p)) for p in sorted(found) if p not in was_deleted]
     if new:
-        added = execute_values(
-            cur,
-            "INSERT INTO packages (package, display_name) VALUES %s"
-            " ON CONFLICT (package) DO NOTHING RETURNING package",
-            new, page_size=BATCH, fetch=True,
-        )
-        summary.new_packages += len(added)
+        summary.new_packages += writes.add_packages(cur, [(p, name, None) for p, name in new])
     if spelled:
-        execute_values(
-            cur,
-            "INSERT INTO package_names (name, package) VALUES %s ON CONFLICT DO NOTHING",
-            sorted((name, p) for p, name in spelled.items()), page_size=BATCH,
-        )
+        writes.add_package_names(cur, sorted((name, p) for p, name in spelled.items()))
     return {p for p, _ in new} | {p for p in found if was_deleted.get(p)}
 
 
@@ -294,36 +261,3 @@ def _old_files(cur: Cursor, packages: list[str]) -> dict[str, dict[str, tuple]]:
         for r in cur:
             out[r[1]][r[0]] = tuple(r)
     return out
-
-
-def _write_versions(cur: Cursor, rows: list[tuple]) -> None:
-    if rows:
-        execute_values(
-            cur,
-            "INSERT INTO versions (package, version, released, yanked, yanked_reason,"
-            " prerelease, deleted, skip_reason) VALUES %s"
-            " ON CONFLICT (package, version) DO UPDATE SET released = EXCLUDED.released,"
-            " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason,"
-            " prerelease = EXCLUDED.prerelease, deleted = EXCLUDED.deleted,"
-            " skip_reason = EXCLUDED.skip_reason",
-            rows, page_size=BATCH,
-        )
-
-
-def _write_files(cur: Cursor, rows: list[tuple], stale: list[str]) -> None:
-    """Delete the files no longer listed, then upsert the new or changed ones."""
-    if stale:
-        cur.execute("DELETE FROM upstream_files WHERE filename = ANY(%s)", (stale,))
-    if rows:
-        execute_values(
-            cur,
-            "INSERT INTO upstream_files (filename, package, version, kind, url, sha256, size,"
-            " requires_python, upload_time, yanked, yanked_reason) VALUES %s"
-            " ON CONFLICT (filename) DO UPDATE SET package = EXCLUDED.package,"
-            " version = EXCLUDED.version, kind = EXCLUDED.kind, url = EXCLUDED.url,"
-            " sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
-            " requires_python = EXCLUDED.requires_python, upload_time = EXCLUDED.upload_time,"
-            " yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason",
-            rows, page_size=BATCH,
-        )
-

@@ -1,0 +1,124 @@
+"""The Python face of the master's write functions (db/migrations/0006).
+
+Every write that sync and the index writer make is one of these SQL
+functions; this module is the one place Python calls them, one wrapper per
+function (the queue's, operators' included, are in ``piwheels_build.queue``).
+Each takes an open cursor and leaves the transaction to the caller. Rows go
+as one array per column, so a group of any size is one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg2.extensions
+
+Cursor = psycopg2.extensions.cursor
+
+
+def _columns(rows: Sequence[tuple], width: int) -> list[list]:
+    """Rows as one list per column (``width`` empty lists for no rows)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def set_setting(cur: Cursor, key: str, value: str) -> bool:
+    """Store one setting (``set_setting``); True when its value changed."""
+    cur.execute("SELECT set_setting(%s, %s)", (key, str(value)))
+    return bool(cur.fetchone()[0])
+
+
+# The index writer ----------------------------------------------------------
+
+def take_dirty_batch(cur: Cursor, since: datetime, limit: int) -> list[str]:
+    """Take up to ``limit`` packages marked dirty at or before ``since``, sorted.
+
+    They are unmarked in the caller's transaction (``take_dirty_batch``): a
+    rollback marks them again.
+    """
+    cur.execute("SELECT take_dirty_batch(%s, %s)", (since, limit))
+    return sorted(r[0] for r in cur.fetchall())
+
+
+def clear_dirty(cur: Cursor, packages: list[str]) -> None:
+    """Unmark packages whose pages are being written (``clear_dirty``)."""
+    cur.execute("SELECT clear_dirty(%s::text[])", (packages,))
+
+
+def redirty(cur: Cursor, packages: list[str]) -> None:
+    """Mark packages with a build in flight for the next run (``redirty``)."""
+    cur.execute("SELECT redirty(%s::text[])", (packages,))
+
+
+# Sync: the list phase ------------------------------------------------------
+
+def add_packages(cur: Cursor, rows: Sequence[tuple[str, str, int | None]]) -> int:
+    """New packages from (package, display name, serial) rows; how many were added."""
+    packages, names, serials = _columns(rows, 3)
+    cur.execute("SELECT count(*) FROM add_packages(%s::text[], %s::text[], %s::bigint[])",
+                (packages, names, serials))
+    return cur.fetchone()[0]
+
+
+def add_package_names(cur: Cursor, rows: Sequence[tuple[str, str]]) -> None:
+    """Spellings seen upstream, (name, package) rows (``add_package_names``)."""
+    names, packages = _columns(rows, 2)
+    cur.execute("SELECT add_package_names(%s::text[], %s::text[])", (names, packages))
+
+
+def flag_named(cur: Cursor, live: Sequence[tuple[str, str, int]], gone: Sequence[str]) -> int:
+    """Add and flag what a changelog names; (package, name, serial) live, packages gone.
+
+    Returns how many packages were new (``flag_named``).
+    """
+    packages, names, serials = _columns(live, 3)
+    cur.execute("SELECT flag_named(%s::text[], %s::text[], %s::bigint[], %s::text[])",
+                (packages, names, serials, list(gone)))
+    return cur.fetchone()[0]
+
+
+def load_project_list(cur: Cursor, rows: Sequence[tuple[str, str, int | None]]) -> None:
+    """One batch of (name, package, serial) of the full list (``load_project_list``)."""
+    names, packages, serials = _columns(rows, 3)
+    cur.execute("SELECT load_project_list(%s::text[], %s::text[], %s::bigint[])",
+                (names, packages, serials))
+
+
+def merge_project_list(cur: Cursor, resync_oldest: int = 0) -> tuple[int, int]:
+    """Merge the loaded list into ``packages``; (new, gone) counts (``merge_project_list``)."""
+    cur.execute("SELECT * FROM merge_project_list(%s)", (resync_oldest,))
+    new, gone = cur.fetchone()
+    return new, gone
+
+
+# Sync: a group of project pages -------------------------------------------
+
+def packages_not_found(cur: Cursor, packages: list[str]) -> None:
+    """Known packages whose page answered 404 are deleted (``packages_not_found``)."""
+    cur.execute("SELECT packages_not_found(%s::text[])", (packages,))
+
+
+def packages_synced(cur: Cursor, rows: Sequence[tuple[str, int | None]]) -> None:
+    """Pages written: (package, serial of the page) rows (``packages_synced``)."""
+    packages, serials = _columns(rows, 2)
+    cur.execute("SELECT packages_synced(%s::text[], %s::bigint[])", (packages, serials))
+
+
+def write_versions(cur: Cursor, rows: Sequence[tuple]) -> None:
+    """New or changed version rows: (package, version, released, yanked, yanked_reason,
+    prerelease, deleted, skip_reason) (``write_versions``)."""
+    if rows:
+        cur.execute("SELECT write_versions(%s::text[], %s::text[], %s::timestamptz[],"
+                    " %s::boolean[], %s::text[], %s::boolean[], %s::boolean[], %s::text[])",
+                    _columns(rows, 8))
+
+
+def write_upstream_files(cur: Cursor, rows: Sequence[tuple], stale: list[str]) -> None:
+    """Drop the ``stale`` file names, write the new or changed rows: (filename, package,
+    version, kind, url, sha256, size, requires_python, upload_time, yanked,
+    yanked_reason) (``write_upstream_files``)."""
+    if rows or stale:
+        cur.execute("SELECT write_upstream_files(%s::text[], %s::text[], %s::text[],"
+                    " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+                    " %s::text[], %s::timestamptz[], %s::boolean[], %s::text[])",
+                    (stale, *_columns(rows, 11)))
