@@ -1,9 +1,17 @@
-"""`piwheels [--config FILE] COMMAND`: every part of the farm, run alone."""
+"""`piwheels [--config FILE] COMMAND`: every part of the farm, run alone.
+
+One-shot commands print short human lines. The long-running services
+(``build --forever``, ``index --watch``, ``serve``) log through stdlib
+``logging`` instead, configured here and only here (``_setup_logging``): one
+line per event with its level, as ``<N>`` priority prefixes when stderr is the
+journal (systemd's ``JOURNAL_STREAM``), else with a time stamp."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -15,9 +23,69 @@ from . import __version__, db
 from . import config as configmod
 from .errors import PiwheelsError
 
+LOG_LEVEL_ENV = "PIWHEELS_LOG_LEVEL"
+_JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
+                     logging.ERROR: 3, logging.CRITICAL: 2}
+
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _is_service(args: argparse.Namespace) -> bool:
+    """The commands that run until stopped (systemd units): they log, not print."""
+    return (args.command == "serve" or (args.command == "build" and args.forever)
+            or (args.command == "index" and args.watch))
+
+
+def _journald() -> bool:
+    """stderr is the journal (systemd sets JOURNAL_STREAM to its device:inode)."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+class _JournalFormatter(logging.Formatter):
+    """Each line prefixed ``<N>``, its syslog priority: journald reads it
+    (SyslogLevelPrefix=, on by default) and adds the time and unit itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _JOURNAL_PRIORITY.get(record.levelno, 6 if record.levelno < 30 else 3)
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).splitlines())
+
+
+def _setup_logging(service: bool, verbose: int) -> None:
+    """The one place logging is configured: services log INFO and up, one-shot
+    commands (which print their own lines) only warnings of their own; ``-v`` or
+    $PIWHEELS_LOG_LEVEL lower it."""
+    name = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+    level = logging.getLevelName(name) if name else None
+    if name and not isinstance(level, int):
+        raise PiwheelsError(f"{LOG_LEVEL_ENV}={name.lower()!r} is not a log level; "
+                            "use debug, info, warning or error")
+    if verbose:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    if service and _journald():
+        handler.setFormatter(_JournalFormatter("%(message)s"))
+    elif service:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+    else:
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level if level is not None else logging.INFO if service else logging.WARNING)
+    if level is None and not service:
+        # A retried request is a warning of urllib3's; sync's summary counts what failed.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+def _service_log(command: str) -> logging.Logger:
+    return logging.getLogger(f"piwheels.{command}")
 
 
 def _positive_float(text: str) -> float:
@@ -98,11 +166,12 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise PiwheelsError("build: --batch must be at least 1")
+    report = _service_log("build").info if args.forever else _progress
     interps = resolve(cfg.pythons)
     _conn(cfg).close()
     for interp in interps:
-        _progress(f"build: interpreter {interp}")
-    builder = Builder(cfg, interps, progress=_progress)
+        report(f"build: interpreter {interp}")
+    builder = Builder(cfg, interps, progress=report)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -110,6 +179,9 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
         summary = builder.run(batch=args.batch, forever=args.forever, stop=stop)
     finally:
         builder.close()
+    if args.forever:  # each build was logged as it finished
+        report(str(summary))
+        return 0
     print(summary)
     for name in summary.built:
         print(f"build: stored {name}")
@@ -119,15 +191,18 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
 def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     from .index import write_index
 
+    log = _service_log("index")
+    report = log.info if args.watch else _progress
     conn = _conn(cfg)
     stats_interval = 0 if args.stats else cfg.stats_interval
-    summary = write_index(conn, cfg.www, full=args.full, progress=_progress,
+    summary = write_index(conn, cfg.www, full=args.full, progress=report,
                           stats_interval=stats_interval)
-    print(summary)
     if not args.watch:
+        print(summary)
         conn.close()
         return 0
-    _progress(f"index: watching for finished builds every {args.interval:g}s (Ctrl-C to stop)")
+    log.info("%s", summary)
+    log.info("index: watching for finished builds every %gs (Ctrl-C to stop)", args.interval)
     try:
         last = time.monotonic()
         while True:
@@ -145,7 +220,7 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
                                   root_interval=cfg.root_interval)
             last = time.monotonic()
             if summary.packages_written or summary.projects_written or summary.packages_removed:
-                print(summary, flush=True)
+                log.info("%s", summary)
     except KeyboardInterrupt:
         return 0
 
@@ -155,9 +230,9 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     host = args.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    print(f"serve: {cfg.www} on http://{shown}:{args.port}/\n"
-          f"serve: pip install --index-url http://{shown}:{args.port}/simple/ PACKAGE",
-          flush=True)
+    log = _service_log("serve")
+    log.info("serve: %s on http://%s:%s/", cfg.www, shown, args.port)
+    log.info("serve: pip install --index-url http://%s:%s/simple/ PACKAGE", shown, args.port)
     try:
         serve(cfg.www, host, args.port)
     except KeyboardInterrupt:
@@ -233,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="piwheels", description=__doc__)
     ap.add_argument("--config", help=f"TOML configuration file (default: ${configmod.ENV_VAR})")
     ap.add_argument("--version", action="version", version=f"piwheels-build {__version__}")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help=f"log debug messages too (else ${LOG_LEVEL_ENV}, default: info for "
+                         "the services, warnings for the other commands)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser("initdb", help="create or upgrade the database schema").set_defaults(
@@ -284,18 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    service = _is_service(args)
+    # An expected failure is one line, "piwheels: ...", never a traceback; from a
+    # service under journald it carries the error priority.
+    prefix = "<3>" if service and _journald() else ""
     try:
+        _setup_logging(service, args.verbose)
         cfg = configmod.load(args.config)
         return args.func(cfg, args)
     except PiwheelsError as e:
-        print(f"piwheels: {e}", file=sys.stderr)
+        print(f"{prefix}piwheels: {e}", file=sys.stderr)
         return e.exit_code
     except psycopg2.Error as e:
         first = (str(e).strip().splitlines() or ["unknown error"])[0]
-        print(f"piwheels: database: {first}; check that PostgreSQL is running", file=sys.stderr)
+        print(f"{prefix}piwheels: database: {first}; check that PostgreSQL is running",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("piwheels: interrupted", file=sys.stderr)
+        print(f"{prefix}piwheels: interrupted", file=sys.stderr)
         return 130
 
 

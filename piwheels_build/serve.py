@@ -7,8 +7,8 @@ directories, conditional and single-range requests, and nothing outside www/
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +29,7 @@ TYPES = {".whl": "application/octet-stream", ".metadata": TEXT, ".txt": TEXT,
          ".json": "application/json", ".html": HTML, ".css": "text/css; charset=utf-8",
          ".gz": "application/gzip", ".zip": "application/zip"}
 CHUNK = 1 << 16
+log = logging.getLogger("piwheels.serve")
 
 
 def parse_accept(header: str | None) -> list[tuple[str, float, int]]:
@@ -129,9 +130,13 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_request(send_body=False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """One access-log line per request (logging adds the time; none when quiet)."""
         if not getattr(self.server, "quiet", False):
-            sys.stderr.write(f"{self.address_string()} - [{self.log_date_time_string()}] "
-                             f"{format % args}\n")
+            log.info("serve: %s %s", self.address_string(), format % args)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        if not getattr(self.server, "quiet", False):
+            log.warning("serve: %s %s", self.address_string(), format % args)
 
     # ------------------------------------------------------------------ routing
 

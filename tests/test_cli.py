@@ -143,3 +143,59 @@ def test_index_interval_must_be_positive(tmp_path, dsn):
     proc = piwheels("index", "--watch", "--interval", "0", config=cfg)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "not a positive number of seconds" in proc.stderr
+
+
+def _journal_run(tmp_path, args, cfg, *, journal: bool, until: str | None = None,
+                 extra_env: dict | None = None) -> tuple[int | None, list[str]]:
+    """Run piwheels with stderr in a file; with ``journal``, JOURNAL_STREAM names that
+    file as systemd does for the journal. Stopped once ``until`` was logged."""
+    import os
+    import time
+
+    err = tmp_path / "stderr"
+    with err.open("wb") as fh:
+        st = os.fstat(fh.fileno())
+        env = dict(os.environ, **(extra_env or {}))
+        env.pop("JOURNAL_STREAM", None)
+        if journal:
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        proc = subprocess.Popen([sys.executable, "-m", "piwheels_build.cli", "--config",
+                                 str(cfg), *args], stdout=subprocess.DEVNULL, stderr=fh,
+                                env=env)
+        try:
+            deadline = time.monotonic() + 60   # a bound, not a threshold
+            while proc.poll() is None and time.monotonic() < deadline \
+                    and not (until and until in err.read_text()):
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=30)
+    return proc.returncode, err.read_text().splitlines()
+
+
+def test_services_log_with_journald_priorities(tmp_path, dsn):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "{dsn}"\nwww = "www"\n')
+    _, lines = _journal_run(tmp_path, ["index", "--watch"], cfg, journal=True,
+                            until="watching for finished builds")
+    assert lines and all(ln.startswith("<6>index: ") for ln in lines), lines
+    _, lines = _journal_run(tmp_path, ["index", "--watch"], cfg, journal=False,
+                            until="watching for finished builds")
+    assert any(" INFO index: watching for finished builds" in ln for ln in lines), lines
+
+
+def test_a_service_failure_is_one_line_with_error_priority(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database = "host=/nonexistent port=1 dbname=x"\n')
+    code, lines = _journal_run(tmp_path, ["index", "--watch"], cfg, journal=True)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("<3>piwheels: database: ")
+
+
+def test_log_level_from_the_environment(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('database = "x"\n')
+    env = dict(__import__("os").environ, PIWHEELS_LOG_LEVEL="chatty")
+    proc = piwheels("status", config=cfg, env=env)
+    assert proc.returncode == 2
+    _one_line_error(proc, "PIWHEELS_LOG_LEVEL='chatty' is not a log level")

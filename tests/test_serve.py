@@ -6,6 +6,7 @@ import base64
 import hashlib
 import http.client
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -208,17 +209,21 @@ def test_traversal_and_hidden_files_are_404(server, path):
     assert status == 404 and b"outside www" not in body
 
 
-def test_quiet_flag_and_request_log(www, capfd):
-    srv = make_server(www, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        request(srv, "/logs/1.txt")
-    finally:
-        srv.shutdown()
-        srv.server_close()
-    lines = [x for x in capfd.readouterr().err.splitlines() if "/logs/1.txt" in x]
-    assert len(lines) == 1 and " 200 " in lines[0]
+def test_quiet_flag_and_request_log(www, caplog):
+    caplog.set_level(logging.INFO, logger="piwheels.serve")
+    for quiet, expected in ((False, 1), (True, 0)):
+        caplog.clear()
+        srv = make_server(www, "127.0.0.1", 0, quiet=quiet)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            request(srv, "/logs/1.txt")
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        lines = [r for r in caplog.records if "/logs/1.txt" in r.getMessage()]
+        assert len(lines) == expected
+        assert all(" 200 " in r.getMessage() and r.levelno == logging.INFO for r in lines)
 
 
 # --------------------------------------------------------------------------- real pip
