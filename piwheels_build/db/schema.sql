@@ -1,0 +1,1139 @@
+-- The schema db/migrations/ produce, whole (pg_dump --schema-only, normalised).
+-- Generated: do not edit. After adding a migration, regenerate it with
+--     python -m piwheels_build.db.schema
+
+CREATE FUNCTION public.add_package_names(p_names text[], p_packages text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    INSERT INTO package_names (name, package)
+    SELECT n.name, n.package FROM unnest(p_names, p_packages) AS n(name, package)
+    WHERE NOT EXISTS (SELECT 1 FROM package_names x WHERE x.name = n.name)
+    ON CONFLICT (name) DO NOTHING
+$$;
+
+CREATE FUNCTION public.add_packages(p_packages text[], p_display_names text[], p_serials bigint[] DEFAULT NULL::bigint[]) RETURNS SETOF text
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    INSERT INTO packages (package, display_name, upstream_serial)
+    SELECT * FROM unnest(p_packages, p_display_names, p_serials)
+    ON CONFLICT (package) DO NOTHING
+    RETURNING package
+$$;
+
+CREATE FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer DEFAULT 300) RETURNS TABLE(build_id bigint, package text, version text, abi_tag text, sdist_filename text, sdist_url text, sdist_sha256 text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    my_abi text;
+    q record;
+    s record;
+    new_id bigint;
+BEGIN
+    UPDATE builders SET last_seen = now() WHERE builders.builder_id = p_builder_id
+    RETURNING builders.abi_tag INTO my_abi;
+    IF my_abi IS NULL THEN
+        RAISE EXCEPTION 'unknown builder %', p_builder_id;
+    END IF;
+    PERFORM release_expired_leases();
+    LOOP
+        SELECT qq.package, qq.version, qq.abi_tag INTO q FROM queue qq
+        WHERE qq.abi_tag = my_abi AND qq.build_id IS NULL
+          AND (qq.not_before IS NULL OR qq.not_before <= now())
+        ORDER BY qq.priority DESC, qq.released DESC
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        SELECT f.filename, f.url, f.sha256 INTO s FROM upstream_files f
+        WHERE f.package = q.package AND f.version = q.version AND f.kind = 'sdist'
+        ORDER BY (f.filename LIKE '%.tar.gz') DESC, f.filename
+        LIMIT 1;
+        EXIT WHEN FOUND;
+        -- No sdist any more (removed upstream since it was queued).
+        UPDATE versions v SET skip_reason = 'binary-only'
+        WHERE v.package = q.package AND v.version = q.version AND v.skip_reason IS NULL;
+        DELETE FROM queue qq
+        WHERE qq.package = q.package AND qq.version = q.version AND qq.build_id IS NULL;
+    END LOOP;
+    INSERT INTO builds (package, version, abi_tag, builder_id)
+    VALUES (q.package, q.version, q.abi_tag, p_builder_id)
+    RETURNING builds.build_id INTO new_id;
+    UPDATE queue qq SET build_id = new_id,
+        lease_expires = now() + make_interval(secs => p_lease_seconds)
+    WHERE qq.package = q.package AND qq.version = q.version AND qq.abi_tag = q.abi_tag;
+    build_id := new_id;
+    package := q.package;
+    version := q.version;
+    abi_tag := q.abi_tag;
+    sdist_filename := s.filename;
+    sdist_url := s.url;
+    sdist_sha256 := s.sha256;
+    RETURN NEXT;
+END $$;
+
+CREATE FUNCTION public.clear_dirty(p_packages text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    DELETE FROM index_dirty WHERE package = ANY (p_packages)
+$$;
+
+CREATE FUNCTION public.farm_stats(p_detail boolean DEFAULT true) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+SELECT jsonb_build_object(
+    'packages', (SELECT jsonb_build_object(
+                     'total', count(*),
+                     'deleted', count(*) FILTER (WHERE deleted),
+                     'needs_sync', count(*) FILTER (WHERE needs_sync))
+                 FROM packages),
+    'versions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                     'skip_reason', v.skip_reason, 'count', v.n)
+                                 ORDER BY v.skip_reason NULLS FIRST), '[]')
+                 FROM (SELECT skip_reason, count(*) AS n FROM versions GROUP BY 1) v),
+    'attempted', (SELECT count(*) FROM (SELECT DISTINCT b.package, b.version FROM builds b
+                                        WHERE p_detail AND is_final_status(b.status)) a),
+    'files', (SELECT jsonb_build_object(
+                  'count', count(*),
+                  'wheels', count(*) FILTER (WHERE alias_of IS NULL),
+                  'bytes', coalesce(sum(size) FILTER (WHERE alias_of IS NULL), 0),
+                  'packages', count(DISTINCT package) FILTER (WHERE p_detail),
+                  'versions', count(DISTINCT (package, version)) FILTER (WHERE p_detail))
+              FROM files),
+    'builds', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                   'status', b.status, 'count', b.n, 'seconds', b.t)
+                               ORDER BY b.status), '[]')
+               FROM (SELECT status, count(*) AS n, coalesce(sum(duration), 0) AS t
+                     FROM builds GROUP BY status) b),
+    'builders', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                     'name', x.name, 'abi', x.abi_tag,
+                                     'platform', x.platform_tag, 'last_seen', x.last_seen,
+                                     'builds', x.n, 'successes', x.ok, 'seconds', x.t)
+                                 ORDER BY x.name, x.abi_tag), '[]')
+                 FROM (SELECT bu.name, bu.abi_tag, bu.platform_tag, bu.last_seen,
+                              count(b.build_id) AS n,
+                              count(b.build_id) FILTER (WHERE b.status = 'success') AS ok,
+                              coalesce(sum(b.duration), 0) AS t
+                       FROM builders bu LEFT JOIN builds b ON b.builder_id = bu.builder_id
+                       GROUP BY bu.builder_id) x),
+    'queue', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                  'abi', q.abi_tag, 'active', q.active, 'queued', q.queued,
+                                  'ready', q.ready, 'building', q.building,
+                                  'waiting_retry', q.waiting)
+                              ORDER BY q.py_major, q.py_minor, q.abi_tag), '[]')
+              FROM (SELECT a.abi_tag, a.active, a.py_major, a.py_minor,
+                           count(q.package) AS queued,
+                           count(q.package) FILTER (WHERE q.build_id IS NULL
+                               AND (q.not_before IS NULL OR q.not_before <= now())) AS ready,
+                           count(q.build_id) AS building,
+                           count(q.package) FILTER (WHERE q.build_id IS NULL
+                               AND q.not_before > now()) AS waiting
+                    FROM abis a LEFT JOIN queue q ON q.abi_tag = a.abi_tag
+                    GROUP BY a.abi_tag) q),
+    'index_dirty', (SELECT count(*) FROM index_dirty)
+)
+$$;
+
+CREATE FUNCTION public.file_is_recorded(p_filename text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM files WHERE filename = p_filename AND alias_of IS NULL)
+$$;
+
+CREATE FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb DEFAULT '[]'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    b builds;
+    q queue;
+    f jsonb;
+    d jsonb;
+    old files;
+    n_infra integer;
+    lim integer;
+    delay double precision;
+BEGIN
+    IF p_status NOT IN ('success', 'failed', 'timeout', 'out-of-memory',
+                        'missing-build-dependency', 'infrastructure') THEN
+        RAISE EXCEPTION 'invalid build status %', p_status;
+    END IF;
+    SELECT * INTO b FROM builds WHERE builds.build_id = p_build_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown build %', p_build_id;
+    END IF;
+    -- Finishes of one version (on several ABIs) take turns: each refreshes the
+    -- version's queue rows, and two at once deadlocked on each other's rows.
+    -- FOR NO KEY UPDATE does not block the FOR KEY SHARE of claims and sync.
+    PERFORM 1 FROM versions v WHERE v.package = b.package AND v.version = b.version
+    FOR NO KEY UPDATE;
+    SELECT * INTO q FROM queue WHERE queue.build_id = p_build_id FOR UPDATE;
+    IF NOT FOUND OR b.status <> 'building' THEN
+        UPDATE builds SET status = 'abandoned', finished_at = now(), duration = p_duration
+        WHERE builds.build_id = p_build_id AND builds.status = 'building';
+        RETURN false;
+    END IF;
+    UPDATE builds SET status = p_status, finished_at = now(), duration = p_duration
+    WHERE builds.build_id = p_build_id;
+    IF p_log IS NOT NULL THEN
+        INSERT INTO build_logs (build_id, log, size, truncated)
+        VALUES (p_build_id, p_log, coalesce(p_log_size, length(p_log)),
+                coalesce(p_log_truncated, false));
+    END IF;
+    IF p_status = 'success' THEN
+        FOR f IN SELECT * FROM jsonb_array_elements(p_files) LOOP
+            SELECT * INTO old FROM files WHERE filename = f->>'filename';
+            IF FOUND THEN
+                IF old.sha256 = f->>'sha256' AND old.alias_of IS NOT DISTINCT FROM f->>'alias_of' THEN
+                    CONTINUE;
+                ELSIF old.alias_of IS NOT NULL AND f->>'alias_of' IS NULL THEN
+                    DELETE FROM files WHERE filename = old.filename;  -- a real wheel beats an alias
+                ELSIF old.alias_of IS NULL AND f->>'alias_of' IS NOT NULL THEN
+                    CONTINUE;  -- never alias over a real wheel
+                ELSE
+                    RAISE EXCEPTION 'file % is already recorded with other contents', old.filename;
+                END IF;
+            END IF;
+            INSERT INTO files (filename, build_id, package, version, python_tag, abi_tag,
+                               platform_tag, size, sha256, requires_python, metadata_sha256,
+                               alias_of)
+            VALUES (f->>'filename', p_build_id, b.package, b.version, f->>'python_tag',
+                    f->>'abi_tag', f->>'platform_tag', (f->>'size')::bigint, f->>'sha256',
+                    f->>'requires_python', f->>'metadata_sha256', f->>'alias_of');
+            FOR d IN SELECT * FROM jsonb_array_elements(coalesce(f->'dependencies', '[]')) LOOP
+                INSERT INTO dependencies (filename, tool, dependency)
+                VALUES (f->>'filename', d->>'tool', d->>'dependency')
+                ON CONFLICT DO NOTHING;
+            END LOOP;
+        END LOOP;
+    END IF;
+    DELETE FROM queue WHERE queue.build_id = p_build_id;
+    IF p_status = 'infrastructure' THEN
+        SELECT count(*) INTO n_infra FROM builds
+        WHERE builds.package = b.package AND builds.version = b.version
+          AND builds.abi_tag = b.abi_tag AND builds.status = 'infrastructure';
+        SELECT value::integer INTO lim FROM settings WHERE key = 'retry_limit';
+        SELECT value::double precision INTO delay FROM settings WHERE key = 'retry_delay';
+        IF n_infra < coalesce(lim, 5) THEN
+            INSERT INTO queue (package, version, abi_tag, released, priority, attempts, not_before)
+            VALUES (b.package, b.version, b.abi_tag, q.released, q.priority, n_infra,
+                    now() + make_interval(secs => least(coalesce(delay, 60) * 2 ^ (n_infra - 1),
+                                                        6 * 3600)));
+        ELSE
+            INSERT INTO abi_skips (package, version, abi_tag, reason, note)
+            VALUES (b.package, b.version, b.abi_tag, 'too-many-failures',
+                    n_infra || ' infrastructure failures')
+            ON CONFLICT DO NOTHING;
+        END IF;
+    END IF;
+    PERFORM refresh_queue(b.package, b.version);
+    -- DO UPDATE (not DO NOTHING) locks the row, so an index writer that is
+    -- clearing it either waits for this build or sees it next run.
+    INSERT INTO index_dirty (package) VALUES (b.package)
+    ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since;
+    RETURN true;
+END $$;
+
+CREATE FUNCTION public.flag_named(p_packages text[], p_names text[], p_serials bigint[], p_gone text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    n_new integer;
+BEGIN
+    SELECT count(*) INTO n_new FROM add_packages(p_packages, p_names, p_serials);
+    PERFORM add_package_names(p_names, p_packages);
+    UPDATE packages p SET needs_sync = true,
+           upstream_serial = greatest(p.upstream_serial, v.serial)
+    FROM (SELECT * FROM unnest(p_packages, p_serials)
+          UNION ALL
+          SELECT unnest(p_gone), NULL::bigint) AS v(package, serial)
+    WHERE p.package = v.package
+      AND (v.serial IS NOT NULL OR NOT p.deleted);  -- removed, already deleted: skip
+    RETURN n_new;
+END $$;
+
+CREATE FUNCTION public.heartbeat_build(p_build_id bigint, p_lease_seconds integer DEFAULT 300) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    UPDATE queue SET lease_expires = now() + make_interval(secs => p_lease_seconds)
+    WHERE build_id = p_build_id;
+    RETURN FOUND;
+END $$;
+
+CREATE FUNCTION public.is_final_status(status text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT status IN ('success', 'failed', 'timeout', 'out-of-memory', 'missing-build-dependency')
+$$;
+
+CREATE FUNCTION public.load_project_list(p_names text[], p_packages text[], p_serials bigint[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF to_regclass('pg_temp.sync_list') IS NULL THEN
+        CREATE TEMP TABLE sync_list (name text NOT NULL, package text NOT NULL, serial bigint)
+        ON COMMIT DROP;
+    END IF;
+    INSERT INTO pg_temp.sync_list SELECT * FROM unnest(p_names, p_packages, p_serials);
+END $$;
+
+CREATE FUNCTION public.mark_dirty(p_packages text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    INSERT INTO index_dirty (package) SELECT unnest(p_packages)
+    ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since
+$$;
+
+CREATE FUNCTION public.merge_project_list(p_resync_oldest integer DEFAULT 0) RETURNS TABLE(new_packages integer, gone_packages integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    gone text[];
+    pkgs text[];
+    names text[];
+    serials bigint[];
+BEGIN
+    IF to_regclass('pg_temp.sync_list') IS NULL THEN
+        CREATE TEMP TABLE sync_list (name text NOT NULL, package text NOT NULL, serial bigint)
+        ON COMMIT DROP;
+    END IF;
+    CREATE TEMP TABLE sync_pkgs ON COMMIT DROP AS
+        SELECT l.package, min(l.name) AS name, max(l.serial) AS serial
+        FROM pg_temp.sync_list l GROUP BY l.package;
+    ANALYZE pg_temp.sync_list;
+    ANALYZE pg_temp.sync_pkgs;
+
+    -- One pass each: the three arrays of an aggregate row are in the same order.
+    SELECT array_agg(s.package), array_agg(s.name), array_agg(s.serial)
+    INTO pkgs, names, serials FROM pg_temp.sync_pkgs s;
+    SELECT count(*) INTO new_packages FROM add_packages(pkgs, names, serials);
+    SELECT array_agg(l.name), array_agg(l.package) INTO names, pkgs FROM pg_temp.sync_list l;
+    PERFORM add_package_names(names, pkgs);
+    UPDATE packages p SET
+        upstream_serial = coalesce(s.serial, p.upstream_serial),
+        needs_sync = p.needs_sync OR p.deleted
+                     OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial),
+        deleted = false,
+        display_name = s.name
+    FROM pg_temp.sync_pkgs s
+    WHERE p.package = s.package
+      AND (p.deleted OR p.display_name <> s.name
+           OR (s.serial IS NOT NULL AND s.serial IS DISTINCT FROM p.upstream_serial));
+
+    WITH g AS (
+        UPDATE packages p SET deleted = true, needs_sync = false
+        WHERE NOT p.deleted
+          AND NOT EXISTS (SELECT 1 FROM pg_temp.sync_pkgs s WHERE s.package = p.package)
+        RETURNING p.package
+    )
+    SELECT array_agg(g.package ORDER BY g.package) INTO gone FROM g;
+    gone_packages := coalesce(cardinality(gone), 0);
+    IF gone IS NOT NULL THEN
+        PERFORM package_changed(gone);
+    END IF;
+
+    IF coalesce(p_resync_oldest, 0) > 0 THEN
+        UPDATE packages SET needs_sync = true WHERE package IN (
+            SELECT o.package FROM packages o WHERE NOT o.deleted AND NOT o.needs_sync
+            ORDER BY o.synced_at NULLS FIRST, o.package LIMIT p_resync_oldest);
+    END IF;
+
+    PERFORM set_setting('full_list_at',
+                        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    RETURN NEXT;
+END $$;
+
+CREATE FUNCTION public.package_changed(p_packages text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    added integer;
+BEGIN
+    SELECT coalesce(sum(refresh_queue(p)), 0) INTO added FROM unnest(p_packages) AS p;
+    PERFORM mark_dirty(p_packages);
+    RETURN added;
+END $$;
+
+CREATE FUNCTION public.packages_not_found(p_packages text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    UPDATE packages SET deleted = true, needs_sync = false, synced_at = now()
+    WHERE package = ANY (p_packages)
+$$;
+
+CREATE FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    UPDATE packages p SET synced_serial = coalesce(v.serial, p.upstream_serial),
+           synced_at = now(), deleted = false,
+           needs_sync = coalesce(v.serial < p.upstream_serial, false)
+    FROM unnest(p_packages, p_serials) AS v(package, serial)
+    WHERE p.package = v.package
+$$;
+
+CREATE FUNCTION public.redirty(p_packages text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    INSERT INTO index_dirty (package, since) SELECT unnest(p_packages), clock_timestamp()
+    ON CONFLICT DO NOTHING
+$$;
+
+CREATE FUNCTION public.refresh_queue(p_package text DEFAULT NULL::text, p_version text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    added integer;
+BEGIN
+    IF p_package IS NULL THEN
+        RETURN refresh_queue_all();
+    ELSIF p_version IS NULL THEN
+        DELETE FROM queue q
+        WHERE q.package = p_package AND q.build_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM wanted_builds w
+                          WHERE w.package = q.package AND w.version = q.version
+                            AND w.abi_tag = q.abi_tag);
+        INSERT INTO queue (package, version, abi_tag, released)
+        SELECT w.package, w.version, w.abi_tag, w.released FROM wanted_builds w
+        WHERE w.package = p_package
+        ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM queue q
+        WHERE q.package = p_package AND q.version = p_version AND q.build_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM wanted_builds w
+                          WHERE w.package = q.package AND w.version = q.version
+                            AND w.abi_tag = q.abi_tag);
+        INSERT INTO queue (package, version, abi_tag, released)
+        SELECT w.package, w.version, w.abi_tag, w.released FROM wanted_builds w
+        WHERE w.package = p_package AND w.version = p_version
+        ON CONFLICT DO NOTHING;
+    END IF;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END $$;
+
+CREATE FUNCTION public.refresh_queue_all() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    SET enable_nestloop TO 'off'
+    AS $$
+DECLARE
+    added integer;
+BEGIN
+    WITH w AS MATERIALIZED (
+        SELECT package, version, abi_tag, released FROM wanted_builds
+    ), gone AS (
+        DELETE FROM queue q
+        WHERE q.build_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM w
+                          WHERE w.package = q.package AND w.version = q.version
+                            AND w.abi_tag = q.abi_tag)
+    )
+    INSERT INTO queue (package, version, abi_tag, released)
+    SELECT w.package, w.version, w.abi_tag, w.released FROM w
+    WHERE NOT EXISTS (SELECT 1 FROM queue q
+                      WHERE q.package = w.package AND q.version = w.version
+                        AND q.abi_tag = w.abi_tag)
+    ON CONFLICT DO NOTHING;  -- a sync or a finish may queue the same row meanwhile
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END $$;
+
+CREATE FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    pyver integer := tag_pyver(p_abi_tag);
+    bid integer;
+BEGIN
+    IF pyver IS NULL OR p_abi_tag !~ '^[a-z]+\d+[a-z]*$' THEN
+        RAISE EXCEPTION 'invalid ABI tag %', p_abi_tag;
+    END IF;
+    INSERT INTO abis (abi_tag, py_major, py_minor)
+    VALUES (p_abi_tag, pyver / 100, pyver % 100)
+    ON CONFLICT (abi_tag) DO NOTHING;
+    IF FOUND THEN
+        PERFORM refresh_queue();
+    END IF;
+    INSERT INTO builders (name, abi_tag, platform_tag, python, os_release)
+    VALUES (p_name, p_abi_tag, p_platform_tag, p_python, p_os_release)
+    ON CONFLICT (name, abi_tag) DO UPDATE
+        SET platform_tag = EXCLUDED.platform_tag, python = EXCLUDED.python,
+            os_release = EXCLUDED.os_release, last_seen = now()
+    RETURNING builder_id INTO bid;
+    RETURN bid;
+END $_$;
+
+CREATE FUNCTION public.release_expired_leases() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH expired AS (
+        SELECT q.package, q.version, q.abi_tag, q.build_id FROM queue q
+        WHERE q.build_id IS NOT NULL AND q.lease_expires < now()
+        FOR UPDATE SKIP LOCKED
+    ), released AS (
+        UPDATE queue q SET build_id = NULL, lease_expires = NULL
+        FROM expired e
+        WHERE q.package = e.package AND q.version = e.version AND q.abi_tag = e.abi_tag
+        RETURNING e.build_id
+    )
+    UPDATE builds b SET status = 'abandoned', finished_at = now()
+    FROM released r WHERE b.build_id = r.build_id AND b.status = 'building';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text DEFAULT NULL::text, p_priority integer DEFAULT 0) RETURNS TABLE(forgotten integer, added integer, reprioritised integer, queued text[])
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM builds b
+    WHERE b.package = p_package AND b.version = p_version
+      AND (p_abi_tag IS NULL OR b.abi_tag = p_abi_tag)
+      AND b.status NOT IN ('success', 'building')
+      AND NOT EXISTS (SELECT 1 FROM files f WHERE f.build_id = b.build_id);
+    GET DIAGNOSTICS forgotten = ROW_COUNT;
+    DELETE FROM abi_skips s
+    WHERE s.package = p_package AND s.version = p_version
+      AND (p_abi_tag IS NULL OR s.abi_tag = p_abi_tag);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    forgotten := forgotten + n;
+    UPDATE versions v SET skip_reason = NULL, skip_note = NULL
+    WHERE v.package = p_package AND v.version = p_version
+      AND v.skip_reason IN ('admin', 'too-many-failures');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    forgotten := forgotten + n;
+    DELETE FROM queue q
+    WHERE q.package = p_package AND q.version = p_version
+      AND q.build_id IS NULL AND q.not_before > now()
+      AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    forgotten := forgotten + n;
+    added := refresh_queue(p_package, p_version);
+    reprioritised := 0;
+    IF coalesce(p_priority, 0) <> 0 THEN
+        UPDATE queue q SET priority = p_priority
+        WHERE q.package = p_package AND q.version = p_version
+          AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag) AND q.priority <> p_priority;
+        GET DIAGNOSTICS reprioritised = ROW_COUNT;
+    END IF;
+    SELECT coalesce(array_agg(q.abi_tag ORDER BY q.abi_tag), '{}') INTO queued
+    FROM queue q
+    WHERE q.package = p_package AND q.version = p_version
+      AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag);
+    IF forgotten > 0 THEN
+        PERFORM mark_dirty(ARRAY[p_package]);
+    END IF;
+    RETURN NEXT;
+END $$;
+
+CREATE FUNCTION public.set_setting(p_key text, p_value text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO settings (key, value) VALUES (p_key, p_value)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+    WHERE settings.value IS DISTINCT FROM EXCLUDED.value;
+    RETURN FOUND;
+END $$;
+
+CREATE FUNCTION public.skip_version(p_package text, p_version text DEFAULT NULL::text, p_abi_tag text DEFAULT NULL::text, p_note text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_abi_tag IS NOT NULL THEN
+        INSERT INTO abi_skips (package, version, abi_tag, reason, note)
+        VALUES (p_package, p_version, p_abi_tag, 'admin', p_note)
+        ON CONFLICT DO NOTHING;
+    ELSIF p_version IS NOT NULL THEN
+        UPDATE versions SET skip_reason = 'admin', skip_note = p_note
+        WHERE package = p_package AND version = p_version AND skip_reason IS NULL;
+    ELSE
+        UPDATE packages SET skip_reason = coalesce(nullif(p_note, ''), 'admin')
+        WHERE package = p_package AND skip_reason IS NULL;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM refresh_queue(p_package, p_version);
+    PERFORM mark_dirty(ARRAY[p_package]);
+    RETURN true;
+END $$;
+
+CREATE FUNCTION public.tag_pyver(tag text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT substring(tag FROM '^[a-z]+(\d)')::integer * 100
+         + substring(tag FROM '^[a-z]+\d(\d+)')::integer
+$$;
+
+CREATE FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) RETURNS SETOF text
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    DELETE FROM index_dirty WHERE package IN (
+        SELECT package FROM index_dirty WHERE since <= p_since
+        ORDER BY package LIMIT p_limit FOR UPDATE SKIP LOCKED)
+    RETURNING package
+$$;
+
+CREATE FUNCTION public.unskip_version(p_package text, p_version text DEFAULT NULL::text, p_abi_tag text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_abi_tag IS NOT NULL THEN
+        DELETE FROM abi_skips
+        WHERE package = p_package AND version = p_version AND abi_tag = p_abi_tag;
+    ELSIF p_version IS NOT NULL THEN
+        UPDATE versions SET skip_reason = NULL, skip_note = NULL
+        WHERE package = p_package AND version = p_version AND skip_reason = 'admin';
+    ELSE
+        UPDATE packages SET skip_reason = NULL
+        WHERE package = p_package AND skip_reason IS NOT NULL;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM refresh_queue(p_package, p_version);
+    PERFORM mark_dirty(ARRAY[p_package]);
+    RETURN true;
+END $$;
+
+CREATE FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF cardinality(p_stale) > 0 THEN
+        DELETE FROM upstream_files WHERE filename = ANY (p_stale);
+    END IF;
+    IF cardinality(p_filenames) > 0 THEN
+        INSERT INTO upstream_files (filename, package, version, kind, url, sha256, size,
+                                    requires_python, upload_time, yanked, yanked_reason)
+        SELECT * FROM unnest(p_filenames, p_packages, p_versions, p_kinds, p_urls, p_sha256,
+                             p_sizes, p_requires_python, p_upload_times, p_yanked,
+                             p_yanked_reasons)
+        ON CONFLICT (filename) DO UPDATE SET package = EXCLUDED.package,
+            version = EXCLUDED.version, kind = EXCLUDED.kind, url = EXCLUDED.url,
+            sha256 = EXCLUDED.sha256, size = EXCLUDED.size,
+            requires_python = EXCLUDED.requires_python, upload_time = EXCLUDED.upload_time,
+            yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason;
+    END IF;
+END $$;
+
+CREATE FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    INSERT INTO versions (package, version, released, yanked, yanked_reason, prerelease,
+                          deleted, skip_reason)
+    SELECT * FROM unnest(p_packages, p_versions, p_released, p_yanked, p_yanked_reasons,
+                         p_prerelease, p_deleted, p_skip_reasons)
+    ON CONFLICT (package, version) DO UPDATE SET released = EXCLUDED.released,
+        yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason,
+        prerelease = EXCLUDED.prerelease, deleted = EXCLUDED.deleted,
+        skip_reason = EXCLUDED.skip_reason
+$$;
+
+CREATE TABLE public.abi_skips (
+    package text NOT NULL,
+    version text NOT NULL,
+    abi_tag text NOT NULL,
+    reason text NOT NULL,
+    note text,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT abi_skips_reason_check CHECK ((reason = ANY (ARRAY['too-many-failures'::text, 'admin'::text])))
+);
+
+CREATE TABLE public.abis (
+    abi_tag text NOT NULL,
+    py_major integer NOT NULL,
+    py_minor integer NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    added_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.build_logs (
+    build_id bigint NOT NULL,
+    log bytea NOT NULL,
+    size bigint NOT NULL,
+    truncated boolean DEFAULT false NOT NULL
+);
+
+CREATE TABLE public.builders (
+    builder_id integer NOT NULL,
+    name text NOT NULL,
+    abi_tag text NOT NULL,
+    platform_tag text NOT NULL,
+    python text NOT NULL,
+    os_release text,
+    first_seen timestamp with time zone DEFAULT now() NOT NULL,
+    last_seen timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE SEQUENCE public.builders_builder_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.builders_builder_id_seq OWNED BY public.builders.builder_id;
+
+CREATE TABLE public.builds (
+    build_id bigint NOT NULL,
+    package text NOT NULL,
+    version text NOT NULL,
+    abi_tag text NOT NULL,
+    builder_id integer NOT NULL,
+    status text DEFAULT 'building'::text NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    duration double precision,
+    CONSTRAINT builds_status_check CHECK ((status = ANY (ARRAY['building'::text, 'success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'infrastructure'::text, 'abandoned'::text])))
+);
+
+CREATE SEQUENCE public.builds_build_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE public.builds_build_id_seq OWNED BY public.builds.build_id;
+
+CREATE TABLE public.dependencies (
+    filename text NOT NULL,
+    tool text NOT NULL,
+    dependency text NOT NULL,
+    CONSTRAINT dependencies_tool_check CHECK ((tool = ANY (ARRAY['pip'::text, 'apt'::text, 'lib'::text])))
+);
+
+CREATE TABLE public.files (
+    filename text NOT NULL,
+    build_id bigint NOT NULL,
+    package text NOT NULL,
+    version text NOT NULL,
+    python_tag text NOT NULL,
+    abi_tag text NOT NULL,
+    platform_tag text NOT NULL,
+    size bigint NOT NULL,
+    sha256 text NOT NULL,
+    requires_python text,
+    metadata_sha256 text,
+    alias_of text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT files_sha256_check CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text))
+);
+
+CREATE TABLE public.index_dirty (
+    package text NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.package_names (
+    name text NOT NULL,
+    package text NOT NULL,
+    seen_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.packages (
+    package text NOT NULL,
+    display_name text NOT NULL,
+    skip_reason text,
+    deleted boolean DEFAULT false NOT NULL,
+    upstream_serial bigint,
+    synced_serial bigint,
+    needs_sync boolean DEFAULT true NOT NULL,
+    synced_at timestamp with time zone,
+    added_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT packages_package_check CHECK ((package ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'::text))
+);
+
+CREATE TABLE public.queue (
+    package text NOT NULL,
+    version text NOT NULL,
+    abi_tag text NOT NULL,
+    released timestamp with time zone NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    not_before timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    build_id bigint,
+    lease_expires timestamp with time zone,
+    queued_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.schema_version (
+    version integer NOT NULL,
+    name text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.settings (
+    key text NOT NULL,
+    value text NOT NULL
+);
+
+CREATE TABLE public.upstream_files (
+    filename text NOT NULL,
+    package text NOT NULL,
+    version text NOT NULL,
+    kind text NOT NULL,
+    url text NOT NULL,
+    sha256 text,
+    size bigint,
+    requires_python text,
+    upload_time timestamp with time zone,
+    yanked boolean DEFAULT false NOT NULL,
+    yanked_reason text,
+    CONSTRAINT upstream_files_kind_check CHECK ((kind = ANY (ARRAY['sdist'::text, 'wheel'::text, 'other'::text])))
+);
+
+CREATE TABLE public.versions (
+    package text NOT NULL,
+    version text NOT NULL,
+    released timestamp with time zone DEFAULT now() NOT NULL,
+    yanked boolean DEFAULT false NOT NULL,
+    yanked_reason text,
+    prerelease boolean DEFAULT false NOT NULL,
+    deleted boolean DEFAULT false NOT NULL,
+    skip_reason text,
+    skip_note text,
+    added_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT versions_skip_reason_check CHECK ((skip_reason = ANY (ARRAY['binary-only'::text, 'deleted'::text, 'yanked'::text, 'admin'::text, 'too-many-failures'::text])))
+);
+
+CREATE VIEW public.wanted_builds AS
+ SELECT v.package,
+    v.version,
+    a.abi_tag,
+    v.released
+   FROM (((((public.versions v
+     JOIN public.packages p ON ((p.package = v.package)))
+     LEFT JOIN ( SELECT b.package,
+            b.version,
+            array_agg(DISTINCT b.abi_tag) AS abis
+           FROM public.builds b
+          WHERE (b.status = ANY (ARRAY['success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text]))
+          GROUP BY b.package, b.version) fin ON (((fin.package = v.package) AND (fin.version = v.version))))
+     LEFT JOIN ( SELECT s.package,
+            s.version,
+            array_agg(s.abi_tag) AS abis
+           FROM public.abi_skips s
+          GROUP BY s.package, s.version) sk ON (((sk.package = v.package) AND (sk.version = v.version))))
+     LEFT JOIN ( SELECT f.package,
+            f.version,
+            bool_or((f.abi_tag = 'none'::text)) AS pure,
+            min(public.tag_pyver(f.python_tag)) FILTER (WHERE (f.abi_tag = 'abi3'::text)) AS abi3_from
+           FROM public.files f
+          WHERE (f.abi_tag = ANY (ARRAY['none'::text, 'abi3'::text]))
+          GROUP BY f.package, f.version) cov ON (((cov.package = v.package) AND (cov.version = v.version))))
+     CROSS JOIN public.abis a)
+  WHERE (a.active AND (NOT v.deleted) AND (v.skip_reason IS NULL) AND (NOT p.deleted) AND (p.skip_reason IS NULL) AND ((a.abi_tag = ( SELECT x.abi_tag
+           FROM public.abis x
+          WHERE x.active
+          ORDER BY x.py_major, x.py_minor, x.abi_tag
+         LIMIT 1)) OR (NOT (COALESCE(fin.abis, '{}'::text[]) <@ ARRAY[a.abi_tag])) OR (NOT (COALESCE(sk.abis, '{}'::text[]) <@ ARRAY[a.abi_tag]))) AND (NOT (a.abi_tag = ANY (COALESCE(fin.abis, '{}'::text[])))) AND (NOT (a.abi_tag = ANY (COALESCE(sk.abis, '{}'::text[])))) AND (NOT COALESCE(cov.pure, false)) AND (NOT COALESCE((cov.abi3_from <= ((a.py_major * 100) + a.py_minor)), false)));
+
+ALTER TABLE ONLY public.builders ALTER COLUMN builder_id SET DEFAULT nextval('public.builders_builder_id_seq'::regclass);
+
+ALTER TABLE ONLY public.builds ALTER COLUMN build_id SET DEFAULT nextval('public.builds_build_id_seq'::regclass);
+
+ALTER TABLE ONLY public.abi_skips
+    ADD CONSTRAINT abi_skips_pkey PRIMARY KEY (package, version, abi_tag);
+
+ALTER TABLE ONLY public.abis
+    ADD CONSTRAINT abis_pkey PRIMARY KEY (abi_tag);
+
+ALTER TABLE ONLY public.build_logs
+    ADD CONSTRAINT build_logs_pkey PRIMARY KEY (build_id);
+
+ALTER TABLE ONLY public.builders
+    ADD CONSTRAINT builders_name_abi_tag_key UNIQUE (name, abi_tag);
+
+ALTER TABLE ONLY public.builders
+    ADD CONSTRAINT builders_pkey PRIMARY KEY (builder_id);
+
+ALTER TABLE ONLY public.builds
+    ADD CONSTRAINT builds_pkey PRIMARY KEY (build_id);
+
+ALTER TABLE ONLY public.dependencies
+    ADD CONSTRAINT dependencies_pkey PRIMARY KEY (filename, tool, dependency);
+
+ALTER TABLE ONLY public.files
+    ADD CONSTRAINT files_pkey PRIMARY KEY (filename);
+
+ALTER TABLE ONLY public.index_dirty
+    ADD CONSTRAINT index_dirty_pkey PRIMARY KEY (package);
+
+ALTER TABLE ONLY public.package_names
+    ADD CONSTRAINT package_names_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.packages
+    ADD CONSTRAINT packages_pkey PRIMARY KEY (package);
+
+ALTER TABLE ONLY public.queue
+    ADD CONSTRAINT queue_pkey PRIMARY KEY (package, version, abi_tag);
+
+ALTER TABLE ONLY public.schema_version
+    ADD CONSTRAINT schema_version_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY public.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY public.upstream_files
+    ADD CONSTRAINT upstream_files_pkey PRIMARY KEY (filename);
+
+ALTER TABLE ONLY public.versions
+    ADD CONSTRAINT versions_pkey PRIMARY KEY (package, version);
+
+CREATE INDEX builds_builder ON public.builds USING btree (builder_id);
+
+CREATE INDEX builds_version ON public.builds USING btree (package, version, abi_tag);
+
+CREATE INDEX files_alias ON public.files USING btree (alias_of) WHERE (alias_of IS NOT NULL);
+
+CREATE INDEX files_build ON public.files USING btree (build_id);
+
+CREATE INDEX files_version ON public.files USING btree (package, version);
+
+CREATE INDEX package_names_package ON public.package_names USING btree (package);
+
+CREATE INDEX packages_needs_sync ON public.packages USING btree (package) WHERE needs_sync;
+
+CREATE INDEX packages_synced_at ON public.packages USING btree (synced_at) WHERE (NOT deleted);
+
+CREATE UNIQUE INDEX queue_build ON public.queue USING btree (build_id) WHERE (build_id IS NOT NULL);
+
+CREATE INDEX queue_leases ON public.queue USING btree (lease_expires) WHERE (build_id IS NOT NULL);
+
+CREATE INDEX queue_next ON public.queue USING btree (abi_tag, priority DESC, released DESC) WHERE (build_id IS NULL);
+
+CREATE INDEX upstream_files_version ON public.upstream_files USING btree (package, version);
+
+ALTER TABLE ONLY public.abi_skips
+    ADD CONSTRAINT abi_skips_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
+
+ALTER TABLE ONLY public.abi_skips
+    ADD CONSTRAINT abi_skips_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.build_logs
+    ADD CONSTRAINT build_logs_build_id_fkey FOREIGN KEY (build_id) REFERENCES public.builds(build_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.builders
+    ADD CONSTRAINT builders_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
+
+ALTER TABLE ONLY public.builds
+    ADD CONSTRAINT builds_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
+
+ALTER TABLE ONLY public.builds
+    ADD CONSTRAINT builds_builder_id_fkey FOREIGN KEY (builder_id) REFERENCES public.builders(builder_id);
+
+ALTER TABLE ONLY public.builds
+    ADD CONSTRAINT builds_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.dependencies
+    ADD CONSTRAINT dependencies_filename_fkey FOREIGN KEY (filename) REFERENCES public.files(filename) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.files
+    ADD CONSTRAINT files_alias_of_fkey FOREIGN KEY (alias_of) REFERENCES public.files(filename) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.files
+    ADD CONSTRAINT files_build_id_fkey FOREIGN KEY (build_id) REFERENCES public.builds(build_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.files
+    ADD CONSTRAINT files_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.package_names
+    ADD CONSTRAINT package_names_package_fkey FOREIGN KEY (package) REFERENCES public.packages(package) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.queue
+    ADD CONSTRAINT queue_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
+
+ALTER TABLE ONLY public.queue
+    ADD CONSTRAINT queue_build_id_fkey FOREIGN KEY (build_id) REFERENCES public.builds(build_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.queue
+    ADD CONSTRAINT queue_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.upstream_files
+    ADD CONSTRAINT upstream_files_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.versions
+    ADD CONSTRAINT versions_package_fkey FOREIGN KEY (package) REFERENCES public.packages(package) ON DELETE CASCADE;
+
+GRANT USAGE ON SCHEMA public TO piwheels_master;
+GRANT USAGE ON SCHEMA public TO piwheels_builder;
+GRANT USAGE ON SCHEMA public TO piwheels_web;
+
+REVOKE ALL ON FUNCTION public.add_package_names(p_names text[], p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.add_package_names(p_names text[], p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.add_packages(p_packages text[], p_display_names text[], p_serials bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.add_packages(p_packages text[], p_display_names text[], p_serials bigint[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer) TO piwheels_master;
+GRANT ALL ON FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer) TO piwheels_builder;
+
+REVOKE ALL ON FUNCTION public.clear_dirty(p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.clear_dirty(p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.farm_stats(p_detail boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.farm_stats(p_detail boolean) TO piwheels_master;
+GRANT ALL ON FUNCTION public.farm_stats(p_detail boolean) TO piwheels_web;
+
+REVOKE ALL ON FUNCTION public.file_is_recorded(p_filename text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.file_is_recorded(p_filename text) TO piwheels_master;
+GRANT ALL ON FUNCTION public.file_is_recorded(p_filename text) TO piwheels_builder;
+
+REVOKE ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) TO piwheels_master;
+GRANT ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) TO piwheels_builder;
+
+REVOKE ALL ON FUNCTION public.flag_named(p_packages text[], p_names text[], p_serials bigint[], p_gone text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.flag_named(p_packages text[], p_names text[], p_serials bigint[], p_gone text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.heartbeat_build(p_build_id bigint, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.heartbeat_build(p_build_id bigint, p_lease_seconds integer) TO piwheels_master;
+GRANT ALL ON FUNCTION public.heartbeat_build(p_build_id bigint, p_lease_seconds integer) TO piwheels_builder;
+
+GRANT ALL ON FUNCTION public.is_final_status(status text) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.load_project_list(p_names text[], p_packages text[], p_serials bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.load_project_list(p_names text[], p_packages text[], p_serials bigint[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.mark_dirty(p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mark_dirty(p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.merge_project_list(p_resync_oldest integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.merge_project_list(p_resync_oldest integer) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.package_changed(p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.package_changed(p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.packages_not_found(p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.packages_not_found(p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.redirty(p_packages text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.redirty(p_packages text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.refresh_queue(p_package text, p_version text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.refresh_queue(p_package text, p_version text) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.refresh_queue_all() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.refresh_queue_all() TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_master;
+GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_builder;
+
+REVOKE ALL ON FUNCTION public.release_expired_leases() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.release_expired_leases() TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.set_setting(p_key text, p_value text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.set_setting(p_key text, p_value text) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_abi_tag text, p_note text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_abi_tag text, p_note text) TO piwheels_master;
+
+GRANT ALL ON FUNCTION public.tag_pyver(tag text) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_abi_tag text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_abi_tag text) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) TO piwheels_master;
+
+GRANT ALL ON TABLE public.abi_skips TO piwheels_master;
+GRANT SELECT ON TABLE public.abi_skips TO piwheels_web;
+
+GRANT ALL ON TABLE public.abis TO piwheels_master;
+GRANT SELECT ON TABLE public.abis TO piwheels_web;
+
+GRANT ALL ON TABLE public.build_logs TO piwheels_master;
+GRANT SELECT ON TABLE public.build_logs TO piwheels_web;
+
+GRANT ALL ON TABLE public.builders TO piwheels_master;
+GRANT SELECT ON TABLE public.builders TO piwheels_web;
+
+GRANT ALL ON SEQUENCE public.builders_builder_id_seq TO piwheels_master;
+
+GRANT ALL ON TABLE public.builds TO piwheels_master;
+GRANT SELECT ON TABLE public.builds TO piwheels_web;
+
+GRANT ALL ON SEQUENCE public.builds_build_id_seq TO piwheels_master;
+
+GRANT ALL ON TABLE public.dependencies TO piwheels_master;
+GRANT SELECT ON TABLE public.dependencies TO piwheels_web;
+
+GRANT ALL ON TABLE public.files TO piwheels_master;
+GRANT SELECT ON TABLE public.files TO piwheels_web;
+
+GRANT ALL ON TABLE public.index_dirty TO piwheels_master;
+GRANT SELECT ON TABLE public.index_dirty TO piwheels_web;
+
+GRANT ALL ON TABLE public.package_names TO piwheels_master;
+GRANT SELECT ON TABLE public.package_names TO piwheels_web;
+
+GRANT ALL ON TABLE public.packages TO piwheels_master;
+GRANT SELECT ON TABLE public.packages TO piwheels_web;
+
+GRANT ALL ON TABLE public.queue TO piwheels_master;
+GRANT SELECT ON TABLE public.queue TO piwheels_web;
+
+GRANT SELECT ON TABLE public.schema_version TO piwheels_builder;
+GRANT SELECT ON TABLE public.schema_version TO piwheels_web;
+GRANT ALL ON TABLE public.schema_version TO piwheels_master;
+
+GRANT ALL ON TABLE public.settings TO piwheels_master;
+
+GRANT ALL ON TABLE public.upstream_files TO piwheels_master;
+GRANT SELECT ON TABLE public.upstream_files TO piwheels_web;
+
+GRANT ALL ON TABLE public.versions TO piwheels_master;
+GRANT SELECT ON TABLE public.versions TO piwheels_web;
+
+GRANT ALL ON TABLE public.wanted_builds TO piwheels_master;
+GRANT SELECT ON TABLE public.wanted_builds TO piwheels_web;
