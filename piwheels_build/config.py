@@ -9,7 +9,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
@@ -58,12 +58,11 @@ def _aliases(value: dict) -> str | None:
 
 
 def setting(default: Any = None, *, factory: Callable[[], Any] | None = None,
-            choices: tuple[str, ...] = (), check: Callable[[Any], str | None] | None = None,
-            want: str | None = None) -> Any:
-    """A configuration key: its default, and what a value must be beyond its annotated
-    type (``choices``; ``check`` returns what is wrong, or None; ``want`` names the type
-    in errors). Every key is documented in docs/configuration.md (a test checks)."""
-    meta = {"choices": choices, "check": check, "want": want}
+            check: Callable[[Any], str | None] | None = None) -> Any:
+    """A configuration key: its default, and a rule beyond its annotated type (``check``
+    says what is wrong, or None). Every key is documented in docs/configuration.md (a
+    test checks)."""
+    meta = {"check": check}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -72,21 +71,22 @@ def setting(default: Any = None, *, factory: Callable[[], Any] | None = None,
 @dataclass
 class Config:
     """Validated settings: each field is one key; its annotation is the type the TOML
-    value must have (``Size``: a size; ``Path``: a string relative to the file)."""
+    value must have (``Size``: a size; ``Path``: a string relative to the file;
+    ``Literal``: one of these strings)."""
 
     database: str = setting("")
     upstream: str = setting("")
     upstream_xmlrpc: str = setting("")
     www: Path = setting(Path("www"))
-    pythons: list[str] = setting(factory=list, want="a list of interpreter paths or names",
+    pythons: list[str] = setting(factory=list,
                                  check=_strings("a list of interpreter paths or names"))
     build_timeout: int = setting(3600, check=_positive)
     build_memory: Size = setting(2 << 30, check=_positive)
     build_disk: Size = setting(4 << 30, check=_positive)
     build_pids: int = setting(1024, check=_positive)
     build_user: str = setting("piwheels-build")
-    build_network: str = setting("offline", choices=("offline", "online"))
-    sandbox: str = setting("auto", choices=("auto", "bubblewrap", "none"))
+    build_network: Literal["offline", "online"] = setting("offline")
+    sandbox: Literal["auto", "bubblewrap", "none"] = setting("auto")
     log_limit: Size = setting(2 << 20, check=_positive)
     builder_name: str = setting("")     # empty: the host name
     platform_aliases: dict[str, list[str]] = setting(
@@ -94,7 +94,7 @@ class Config:
     lease_seconds: int = setting(300, check=_positive)
     retry_limit: int = setting(5)
     retry_delay: int = setting(60, check=_positive)
-    yanked: str = setting("skip", choices=("skip", "build"))
+    yanked: Literal["skip", "build"] = setting("skip")
     sync_workers: int = setting(8, check=_positive)
     full_list_interval: int = setting(86400, check=_seconds_or_zero)
     http_timeout: float = setting(30.0)
@@ -131,7 +131,10 @@ class _Key:
 
 def _key(f: Field, hint: Any) -> _Key:
     origin = get_origin(hint)
-    if origin is Annotated and _SizeMarker in get_args(hint)[1:]:
+    choices: tuple[str, ...] = ()
+    if origin is Literal:
+        accepts, kind, choices = (str,), "plain", get_args(hint)
+    elif origin is Annotated and _SizeMarker in get_args(hint)[1:]:
         accepts, kind = (str, int), "size"
     elif hint is Path:
         accepts, kind = (str,), "path"
@@ -143,10 +146,8 @@ def _key(f: Field, hint: Any) -> _Key:
         accepts, kind = (hint,), "plain"
     else:
         raise TypeError(f"Config.{f.name}: no TOML type for {hint!r}")
-    want = f.metadata.get("want") or (
-        "a number" if kind == "float" else " or ".join(_TYPE_NAMES[t] for t in accepts))
-    return _Key(f.name, accepts, kind, want, f.metadata.get("choices", ()),
-                f.metadata.get("check"))
+    want = "a number" if kind == "float" else " or ".join(_TYPE_NAMES[t] for t in accepts)
+    return _Key(f.name, accepts, kind, want, choices, f.metadata.get("check"))
 
 
 _HINTS = get_type_hints(Config, include_extras=True)
