@@ -33,6 +33,8 @@ EXPECTED = {
                       "incremental_changelog_peak_rss_mib", "changelog_run_root_requests",
                       "ratio_changelog_to_full_list_incremental"],
     "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
+    "pages.py": ["pages_compared_equal", "ratio_simple_new_to_old", "ratio_project_new_to_old",
+                 "ratio_both_pages_new_to_old", "full_write_added_s"],
 }
 
 
