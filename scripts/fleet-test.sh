@@ -4,10 +4,13 @@
 # (Python 3.13) and a client; molecule converges playbooks/site.yml, checks
 # idempotence, runs a build wave from a test upstream served from the
 # controller side of the bridge, and verifies with testinfra. Also
-# ansible-lint and the modules' unit tests. Exits non-zero on any failure.
+# ansible-lint, the modules' unit tests and one light molecule scenario per
+# role that runs alone (client, common, master). Exits non-zero on any failure.
 #
 #   bash scripts/fleet-test.sh            (as root; Debian 12)
 #   PIWHEELS_KEEP_LAB=1 bash scripts/fleet-test.sh   keep the hosts afterwards
+#   PIWHEELS_ROLE_SCENARIOS="master" bash scripts/fleet-test.sh
+#                                     only these per-role scenarios ("" for none)
 #
 # Caches: .cache/lab/rootfs-*.tar.zst (keyed by their package lists),
 # .cache/lab/wheels-deps (dependency wheels), .cache/fixture-wheels.
@@ -75,6 +78,14 @@ step "module unit tests"
 mapfile -t unit < <(find tests -name test_ansible_modules.py -o -name test_admin.py | sort)
 [ ${#unit[@]} -eq 2 ] || { echo "fleet-test: module tests not found (${unit[*]})" >&2; exit 1; }
 python -m pytest -q -p no:cacheprovider "${unit[@]}"
+
+# One light scenario per role that runs alone (molecule/client, common,
+# master: the master with the webserver on one host); the builder role needs a
+# master, so the fleet scenario is its test.
+for scenario in ${PIWHEELS_ROLE_SCENARIOS-client common master}; do
+    step "molecule test -s $scenario"
+    molecule test -s "$scenario"
+done
 
 step "molecule test -s fleet"
 if [ -n "${PIWHEELS_KEEP_LAB:-}" ]; then
