@@ -12,7 +12,9 @@ package with files. Work goes in batches of packages, each batch one
 transaction with one query per table, so memory stays bounded at PyPI's size.
 
 Modules: ``data`` (the queries, and a page's data as plain dicts), ``pages``
-(the HTML and JSON of each page), ``writer`` (batches, files, what is due).
+(each page's HTML, rendered from the Jinja2 templates in ``templates/``, and
+its JSON), ``writer`` (batches, files, what is due); ``static/`` has the
+stylesheet the writer copies to ``www/static/``.
 """
 
 from .data import collect_stats, version_key
