@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import re
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ import requests
 from _common import CACHE, Cluster, Report, peak_rss_mib, reset_peak_rss, rss_mib
 
 from piwheels_build import config as configmod
-from piwheels_build.sync import SyncInterrupted, sync
+from piwheels_build.sync import SyncInterrupted, SyncProgress, sync
 from piwheels_build.sync.upstream import Upstream
 
 SYNTHETIC = 930_000
@@ -158,16 +157,14 @@ def main() -> None:
             # -- first sync ------------------------------------------------------------------
             marks: dict[str, float] = {}
 
-            def progress(msg: str) -> None:
+            def progress(event: SyncProgress) -> None:
                 now = time.perf_counter()
-                if "projects listed" in msg:
+                if event.stage == "listed":
                     marks["listed"] = now
-                    report.log(msg)
-                m = re.match(r"sync: ([\d,]+)/([\d,]+) projects", msg)
-                if m:
-                    done = int(m[1].replace(",", ""))
-                    marks["done"], marks["at"] = done, now
-                    if done >= n_projects and int(m[2].replace(",", "")) > n_projects:
+                    report.log(str(event))
+                if event.stage == "projects":
+                    marks["done"], marks["at"] = event.done, now
+                    if event.done >= n_projects and event.total > n_projects:
                         raise KeyboardInterrupt  # enough: sync commits what it finished
 
             base = rss_mib()
@@ -221,7 +218,8 @@ def main() -> None:
             reset_peak_rss()
             before = _stats(port)
             t0 = time.perf_counter()
-            summary = sync(conn, cfg, progress=lambda m: progress(m) if "listed" in m else None)
+            summary = sync(conn, cfg,
+                           progress=lambda e: progress(e) if e.stage == "listed" else None)
             t_end = time.perf_counter()
             t_full_list = t_end - t0
             report.add("incremental_s", round(t_full_list, 2), "s")
@@ -247,11 +245,11 @@ def main() -> None:
             bumped = _bump(port, args.changed, 1)  # another set of projects
             said: list[str] = []
 
-            def heard(msg: str) -> None:
-                if "changelog names" in msg or "projects listed" in msg:
+            def heard(event: SyncProgress) -> None:
+                if event.stage in ("changelog-read", "listed"):
                     marks["listed"] = time.perf_counter()
-                    said.append(msg)
-                    report.log(msg)
+                    said.append(str(event))
+                    report.log(str(event))
 
             marks.clear()
             _settle()

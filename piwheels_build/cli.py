@@ -28,7 +28,8 @@ _JOURNAL_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
                      logging.ERROR: 3, logging.CRITICAL: 2}
 
 
-def _progress(msg: str) -> None:
+def _progress(msg: object) -> None:
+    """A progress report (a line, or an object whose str() is one) on stderr."""
     print(msg, file=sys.stderr, flush=True)
 
 

@@ -9,10 +9,11 @@ from dataclasses import asdict
 from typing import Any
 
 from .. import db
+from ..sync.summary import SyncProgress
 
 
 def run_sync(config: str, names: list[str] | None = None, check: bool = False,
-             progress: Callable[[str], None] | None = None,
+             progress: Callable[[SyncProgress], None] | None = None,
              full_list: bool = False) -> dict[str, Any]:
     """``piwheels sync`` with a structured answer. Check mode reads what is pending only."""
     from .. import config as configmod

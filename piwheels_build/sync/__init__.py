@@ -19,6 +19,6 @@ Modules: ``upstream`` (the PEP 691/503 and XML-RPC client), ``projectlist``,
 """
 
 from .run import sync
-from .summary import SyncInterrupted, SyncSummary
+from .summary import SyncInterrupted, SyncProgress, SyncSummary
 
-__all__ = ["SyncInterrupted", "SyncSummary", "sync"]
+__all__ = ["SyncInterrupted", "SyncProgress", "SyncSummary", "sync"]

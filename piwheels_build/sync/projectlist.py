@@ -36,7 +36,7 @@ Cursor = psycopg2.extensions.cursor
 
 def sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: Progress) -> None:
     """Merge the upstream's project list into ``packages`` in one transaction."""
-    report.say(f"sync: reading the project list from {up.url}")
+    report.say(f"sync: reading the project list from {up.url}", "list")
     # Taken before the list: a change made while it is read is then after this serial,
     # and the next changelog run sees it.
     serial_before = up.last_serial() if up.xmlrpc_url else None
@@ -61,7 +61,7 @@ def sync_list(conn: Connection, up: Upstream, summary: SyncSummary, report: Prog
     conn.commit()
     report.say(
         f"sync: {len(valid):,} projects listed, {summary.new_packages:,} new, "
-        f"{summary.deleted_packages:,} gone, {todo:,} to sync"
+        f"{summary.deleted_packages:,} gone, {todo:,} to sync", "listed", len(valid), todo
     )
 
 
@@ -91,7 +91,8 @@ def _load_list(cur: Cursor, names: list[str], serials: dict[str, int],
         writes.load_project_list(cur, batch)
         done += len(batch)
         if report.due():
-            report.say(f"sync: loading the project list, {done:,}/{len(names):,}")
+            report.say(f"sync: loading the project list, {done:,}/{len(names):,}", "list",
+                       done, len(names))
 
 
 def _last_serial(cur: Cursor) -> int:
@@ -200,16 +201,16 @@ def sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: Sy
     conn.commit()
     if last == 0 or due:
         return False
-    report.say(f"sync: reading the changelog since serial {last:,}")
+    report.say(f"sync: reading the changelog since serial {last:,}", "changelog")
     entries = up.changelog_since(last)
     if entries is None:
-        report.say("sync: the changelog did not answer; reading the full project list")
+        report.say("sync: the changelog did not answer; reading the full project list", "list")
         return False
     if not entries:
         back = _serial_went_back(up, last)
         if back is not None:
             report.say(f"sync: the upstream's serial went back ({back:,} < {last:,});"
-                       " reading the full project list")
+                       " reading the full project list", "list")
             return False
     live, gone = _changelog_names(entries)
     with conn.cursor() as cur:
@@ -223,7 +224,7 @@ def sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: Sy
     summary.new_packages += new
     report.say(
         f"sync: the changelog names {summary.projects_seen:,} projects, {new:,} new, "
-        f"{todo:,} to sync (full list not due)"
+        f"{todo:,} to sync (full list not due)", "changelog-read", summary.projects_seen, todo
     )
     return True
 

@@ -118,7 +118,7 @@ def sync_projects(conn: Connection, cfg: Config, up: Upstream,
                           or time.monotonic() - group_since >= GROUP_WAIT):
                 flush()
             if report.due():
-                report.say(line())
+                report.say(line(), "projects", done, total)
     except KeyboardInterrupt:
         if not conn.closed:
             conn.rollback()
@@ -129,7 +129,7 @@ def sync_projects(conn: Connection, cfg: Config, up: Upstream,
         if close:
             close()
     if total:
-        report.say(line())
+        report.say(line(), "projects", done, total)
 
 
 # Errors that a page's own content can cause (a number out of range, a NUL

@@ -14,7 +14,7 @@ from ..errors import UpstreamError
 from ..names import is_valid_name, normalize
 from .projectlist import named_targets, pending_projects, sync_changelog_only, sync_list
 from .projects import sync_projects
-from .summary import Progress, SyncSummary
+from .summary import Progress, SyncProgress, SyncSummary
 from .upstream import Upstream
 
 Connection = psycopg2.extensions.connection
@@ -25,7 +25,7 @@ def sync(
     cfg: Config,
     names: list[str] | None = None,
     *,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[SyncProgress], None] | None = None,
     upstream: Upstream | None = None,
     full_list: bool = False,
 ) -> SyncSummary:

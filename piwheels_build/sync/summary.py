@@ -60,18 +60,41 @@ class SyncInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-class Progress:
-    """Calls ``progress`` at most every PROGRESS_EVERY seconds."""
+@dataclass(frozen=True)
+class SyncProgress:
+    """One progress report of a run; ``str()`` is the line the CLI prints.
 
-    def __init__(self, fn: Callable[[str], None] | None) -> None:
+    ``stage`` is one of STAGES: ``list`` (reading or loading the project
+    list), ``listed`` (the list phase is done: ``done`` projects listed,
+    ``total`` flagged to sync), ``changelog`` (reading it), ``changelog-read``
+    (the changelog-only list phase is done, same counts as ``listed``),
+    ``projects`` (``done`` of ``total`` flagged projects written or failed).
+    """
+
+    text: str
+    stage: str
+    done: int | None = None
+    total: int | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+STAGES = ("list", "listed", "changelog", "changelog-read", "projects")
+
+
+class Progress:
+    """Passes SyncProgress reports to ``fn``; ``due()`` says when PROGRESS_EVERY seconds passed."""
+
+    def __init__(self, fn: Callable[[SyncProgress], None] | None) -> None:
         self.fn = fn
         self.last = time.monotonic()
 
-    def say(self, msg: str) -> None:
+    def say(self, text: str, stage: str, done: int | None = None,
+            total: int | None = None) -> None:
         if self.fn:
-            self.fn(msg)
+            self.fn(SyncProgress(text, stage, done, total))
         self.last = time.monotonic()
 
     def due(self) -> bool:
         return self.fn is not None and time.monotonic() - self.last >= PROGRESS_EVERY
-

@@ -708,8 +708,9 @@ def test_list_phase_is_batched(conn, dsn, fake, monkeypatch):
     up = _ListOnly(names, {n: i + 1 for i, n in enumerate(names)})
     cfg = config(dsn, fake)
     summary = summarymod.SyncSummary()
-    messages: list[str] = []
-    projectlist.sync_list(conn, up, summary, summarymod.Progress(messages.append))
+    events: list[summarymod.SyncProgress] = []
+    projectlist.sync_list(conn, up, summary, summarymod.Progress(events.append))
+    messages = [str(e) for e in events]
     assert summary.new_packages == 25_000
     assert rows(conn, "SELECT count(*), count(*) FILTER (WHERE needs_sync) FROM packages") == [
         (25_000, 25_000)]
@@ -718,6 +719,9 @@ def test_list_phase_is_batched(conn, dsn, fake, monkeypatch):
         (25_001,)]
     assert any("loading the project list" in m for m in messages)
     assert "25,000 new" in messages[-1]
+    assert (events[-1].stage, events[-1].done, events[-1].total) == ("listed", 25_001, 25_000)
+    loading = [e for e in events if e.stage == "list" and e.total]
+    assert loading and loading[-1].total == 25_001 and loading[-1].done <= 25_001
     assert cfg.sync_workers == 4
 
 
@@ -725,9 +729,14 @@ def test_progress_messages(conn, dsn, fake, monkeypatch):
     monkeypatch.setattr(summarymod, "PROGRESS_EVERY", 0)
     for name in ("a", "b", "c"):
         sdist(fake, name, "1.0")
-    messages: list[str] = []
-    s = sync(conn, config(dsn, fake), progress=messages.append)
+    events: list = []
+    s = sync(conn, config(dsn, fake), progress=events.append)
+    messages = [str(e) for e in events]
     assert any(re.fullmatch(r"sync: 3/3 projects, 3 new versions, 0 errors, [\d,]+/s", m)
                for m in messages), messages
+    # The same report, typed: nothing needs to parse the line.
+    assert [(e.done, e.total) for e in events if e.stage == "projects"][-1] == (3, 3)
+    stages = [e.stage for e in events]
+    assert stages[0] == "list" and stages.index("listed") < stages.index("projects")
     assert str(s).startswith("sync: 3 projects seen, 3 synced, 3 new packages, 3 new versions")
     assert "\n" not in str(s)
