@@ -14,7 +14,11 @@ shift
 VERSIONS=("$@")
 [ ${#VERSIONS[@]} -gt 0 ] || VERSIONS=(3.11 3.13)
 CACHE="$ROOT/.cache/lab/wheels-deps"
-DEPS=(psycopg2 requests packaging wheel)
+# The dependencies pyproject.toml declares; the cache is keyed by that list.
+mapfile -t DEPS < <("$ROOT/.venv/bin/python" -c 'import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+    "$ROOT/pyproject.toml")
+KEY="$(printf '%s\n' "${DEPS[@]}" | sha256sum | cut -c1-12)"
 
 find_python() {
     local v="$1" c
@@ -29,13 +33,16 @@ command -v pg_config >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get instal
 mkdir -p "$DEST" "$CACHE"
 for v in "${VERSIONS[@]}"; do
     tag="cp${v/./}"
-    if ! ls "$CACHE/$tag"/psycopg2-*-"$tag"-*.whl >/dev/null 2>&1; then
+    dir="$CACHE/$tag-$KEY"
+    if [ ! -f "$dir/.complete" ]; then
         py="$(find_python "$v")" || { echo "wheelhouse: no Python $v with pip here" >&2; exit 2; }
-        echo "wheelhouse: dependencies for $tag with $py" >&2
-        "$py" -m pip wheel -q --disable-pip-version-check -w "$CACHE/$tag.tmp" "${DEPS[@]}"
-        rm -rf "$CACHE/$tag" && mv "$CACHE/$tag.tmp" "$CACHE/$tag"
+        echo "wheelhouse: dependencies for $tag with $py: ${DEPS[*]}" >&2
+        rm -rf "$dir.tmp"
+        "$py" -m pip wheel -q --disable-pip-version-check -w "$dir.tmp" "${DEPS[@]}"
+        touch "$dir.tmp/.complete"
+        rm -rf "$dir" && mv "$dir.tmp" "$dir"
     fi
-    cp -p "$CACHE/$tag"/*.whl "$DEST"/
+    cp -p "$dir"/*.whl "$DEST"/
 done
 # This checkout's code, reproducibly (same sources, same bytes: no reinstall).
 tmp="$(mktemp -d)"
