@@ -23,15 +23,15 @@ import requests
 
 from .. import db, queue
 from .. import http as retrying
-from ..queue import Claim
-from . import buildlog, elfdeps, wheels
 from ..config import Config
 from ..errors import PiwheelsError, StoreError, WheelRejected
+from ..queue import Claim
+from ..store import Store
+from . import buildlog, elfdeps, wheels
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
 from .sdists import SdistError, build_requirements
-from ..store import Store
 
 
 @dataclass

@@ -33,8 +33,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .buildlog import cut_note
 from ..errors import ConfigError
+from .buildlog import cut_note
 
 INSIDE = Path("/tmp/build")  # where the build directory appears inside the sandbox
 _HIDDEN_ALWAYS = ("/root", "/home", "/run/postgresql", "/var/run/postgresql",
