@@ -100,11 +100,6 @@ def test_database_check_mode_on_a_missing_database(pg_cluster):
     conn.close()
 
 
-def test_logins_reject_an_unknown_group(pg_cluster):
-    with pytest.raises(AdminError, match="group must be one of"):
-        provisioning.ensure_logins(pg_cluster.dsn("postgres"), [{"name": "x", "group": "root"}])
-
-
 def test_json_entry_point_answers_one_line(dsn):
     def ask(request: dict) -> tuple[int, dict]:
         proc = subprocess.run([sys.executable, "-m", "piwheels_build.admin"],
