@@ -5,6 +5,8 @@ check mode (counts what it would change, changes nothing)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from .. import db, queue
@@ -26,22 +28,18 @@ def queue_facts(dsn: str) -> dict[str, Any]:
         conn.close()
 
 
-def _missing_queue_rows(cur, package: str | None = None, version: str | None = None) -> int:
-    cur.execute("SELECT count(*) FROM wanted_builds w WHERE (%(p)s::text IS NULL OR "
-                "w.package = %(p)s) AND (%(v)s::text IS NULL OR w.version = %(v)s) AND NOT "
-                "EXISTS (SELECT 1 FROM queue q WHERE q.package = w.package AND "
-                "q.version = w.version AND q.abi_tag = w.abi_tag)",
-                {"p": package, "v": version})
-    return cur.fetchone()[0]
-
-
-def _stale_queue_rows(cur, package: str | None = None, version: str | None = None) -> int:
-    cur.execute("SELECT count(*) FROM queue q WHERE q.build_id IS NULL AND "
-                "(%(p)s::text IS NULL OR q.package = %(p)s) AND (%(v)s::text IS NULL OR "
-                "q.version = %(v)s) AND NOT EXISTS (SELECT 1 FROM wanted_builds w WHERE "
-                "w.package = q.package AND w.version = q.version AND w.abi_tag = q.abi_tag)",
-                {"p": package, "v": version})
-    return cur.fetchone()[0]
+def _queue_drift(cur) -> tuple[int, int]:
+    """(rows ``refresh_queue()`` would add, unclaimed rows it would drop)."""
+    cur.execute(
+        "SELECT (SELECT count(*) FROM wanted_builds w WHERE NOT EXISTS ("
+        "          SELECT 1 FROM queue q WHERE q.package = w.package"
+        "          AND q.version = w.version AND q.abi_tag = w.abi_tag)),"
+        "       (SELECT count(*) FROM queue q WHERE q.build_id IS NULL AND NOT EXISTS ("
+        "          SELECT 1 FROM wanted_builds w WHERE w.package = q.package"
+        "          AND w.version = q.version AND w.abi_tag = q.abi_tag))"
+    )
+    added, dropped = cur.fetchone()
+    return added, dropped
 
 
 def refresh(dsn: str, check: bool = False) -> dict[str, Any]:
@@ -50,7 +48,7 @@ def refresh(dsn: str, check: bool = False) -> dict[str, Any]:
     try:
         db.check_schema(conn)
         with conn.cursor() as cur:
-            added, dropped = _missing_queue_rows(cur), _stale_queue_rows(cur)
+            added, dropped = _queue_drift(cur)
         if not check and (added or dropped):
             queue.refresh_queue(conn)
         conn.commit()
@@ -89,6 +87,27 @@ def _canonical_version(version: str | None) -> str | None:
         return version
 
 
+@contextlib.contextmanager
+def _on_version(dsn: str, pkg: str, ver: str | None, abi: str | None,
+                check: bool) -> Iterator[Any]:
+    """A connection for one operator action on a known package/version/ABI; committed
+    at the end, or rolled back in check mode (which then only says what would change)."""
+    conn = _connect(dsn, autocommit=False)
+    try:
+        db.check_schema(conn)
+        with conn.cursor() as cur:
+            _version_row(cur, pkg, ver)
+            if abi:
+                _abi_row(cur, abi)
+        yield conn
+        if check:
+            conn.rollback()
+        else:
+            conn.commit()
+    finally:
+        conn.close()
+
+
 def skip(dsn: str, package: str, version: str | None = None, abi: str | None = None,
          note: str | None = None, state: str = "present", check: bool = False) -> dict[str, Any]:
     """Skip (or, with state=absent, unskip) a package, a version, or a version on one ABI."""
@@ -97,24 +116,12 @@ def skip(dsn: str, package: str, version: str | None = None, abi: str | None = N
     pkg, ver = normalize(package), _canonical_version(version)
     if abi and ver is None:
         raise AdminError("queue: skipping for one ABI needs a version")
-    conn = _connect(dsn, autocommit=False)
-    try:
-        db.check_schema(conn)
-        with conn.cursor() as cur:
-            _version_row(cur, pkg, ver)
-            if abi:
-                _abi_row(cur, abi)
+    with _on_version(dsn, pkg, ver, abi, check) as conn:
         changed = False
         if state == "present":
             changed = queue.skip_version(conn, pkg, ver, abi, note)
         elif state == "absent":
             changed = queue.unskip_version(conn, pkg, ver, abi)
-        if check:
-            conn.rollback()
-        else:
-            conn.commit()
-    finally:
-        conn.close()
     return {"changed": changed, "package": pkg, "version": ver, "abi": abi}
 
 
@@ -129,20 +136,8 @@ def requeue(dsn: str, package: str, version: str, abi: str | None = None, priori
     from ..names import normalize
 
     pkg, ver = normalize(package), _canonical_version(version)
-    conn = _connect(dsn, autocommit=False)
-    try:
-        db.check_schema(conn)
-        with conn.cursor() as cur:
-            _version_row(cur, pkg, ver)
-            if abi:
-                _abi_row(cur, abi)
+    with _on_version(dsn, pkg, ver, abi, check) as conn:
         done = queue.requeue_version(conn, pkg, ver, abi, priority)
-        if check:
-            conn.rollback()
-        else:
-            conn.commit()
-    finally:
-        conn.close()
     changed = bool(done.forgotten or done.added or done.reprioritised)
     return {"changed": changed, "package": pkg, "version": ver, "forgotten": done.forgotten,
             "added": done.added, "queued": done.queued}

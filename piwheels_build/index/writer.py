@@ -266,19 +266,11 @@ class _Writer:
         and uv never read it (they ask /simple/<name>/, which is written at once)."""
         if not (self.simple / ROOT_STALE).exists():
             return False
-        try:
-            age = time.time() - (self.simple / "index.html").stat().st_mtime
-        except FileNotFoundError:
-            return True
-        return not 0 <= age < self.root_interval
+        return _older_than(self.simple / "index.html", self.root_interval)
 
     def stats_due(self) -> bool:
         """The stats recount whole tables (33 s at PyPI's size): not on every small run."""
-        try:
-            age = time.time() - (self.www / "stats.json").stat().st_mtime
-        except FileNotFoundError:
-            return True
-        return not 0 <= age < self.stats_interval
+        return _older_than(self.www / "stats.json", self.stats_interval)
 
     def write_stats(self) -> None:
         with self.conn.cursor() as cur:  # plain rows: aggregates have duplicate column names
@@ -287,6 +279,16 @@ class _Writer:
         fsutil.write_bytes(self.www / "stats.json", json_bytes(stats))
         fsutil.write_bytes(self.www / "stats.html", stats_html(stats).encode())
         self.summary.stats_written = True
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    """True when ``path`` is missing or was written ``seconds`` ago or more (or in the
+    future: a clock that went back)."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    return not 0 <= age < seconds
 
 
 def _subdirs(directory: Path) -> Iterator[str]:

@@ -237,27 +237,27 @@ def _ensure_packages(cur: Cursor, found: dict[str, _Fetched], was_deleted: dict[
     return {p for p, _ in new} | {p for p in found if was_deleted.get(p)}
 
 
+def _rows_of(cur: Cursor, sql: str, packages: list[str]) -> list[tuple]:
+    """The rows of ``sql`` (one ``= ANY(%s)`` over ``packages``); none when there are none."""
+    if not packages:
+        return []
+    cur.execute(sql, (packages,))
+    return cur.fetchall()
+
+
 def _old_versions(cur: Cursor, packages: list[str]) -> dict[str, dict[str, VersionRow]]:
     out: dict[str, dict[str, VersionRow]] = defaultdict(dict)
-    if packages:
-        cur.execute(
-            "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
-            " skip_reason FROM versions WHERE package = ANY(%s)",
-            (packages,),
-        )
-        for r in cur:
-            out[r[0]][r[1]] = VersionRow(*r[2:])
+    for r in _rows_of(cur, "SELECT package, version, released, yanked, yanked_reason,"
+                           " prerelease, deleted, skip_reason FROM versions"
+                           " WHERE package = ANY(%s)", packages):
+        out[r[0]][r[1]] = VersionRow(*r[2:])
     return out
 
 
 def _old_files(cur: Cursor, packages: list[str]) -> dict[str, dict[str, tuple]]:
     out: dict[str, dict[str, tuple]] = defaultdict(dict)
-    if packages:
-        cur.execute(
-            "SELECT filename, package, version, kind, url, sha256, size, requires_python,"
-            " upload_time, yanked, yanked_reason FROM upstream_files WHERE package = ANY(%s)",
-            (packages,),
-        )
-        for r in cur:
-            out[r[1]][r[0]] = tuple(r)
+    for r in _rows_of(cur, "SELECT filename, package, version, kind, url, sha256, size,"
+                           " requires_python, upload_time, yanked, yanked_reason"
+                           " FROM upstream_files WHERE package = ANY(%s)", packages):
+        out[r[1]][r[0]] = tuple(r)
     return out
