@@ -19,11 +19,16 @@ from .fsutil import CHUNK, atomic_write, fsync_dir, sha256_file, symlink_atomic,
 from .names import normalize
 
 
+def _unsafe(name: str) -> bool:
+    """True for a name that could leave its directory, hide as a temp file or not fit."""
+    return (not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name
+            or len(name.encode("utf-8", "surrogateescape")) > 255)
+
+
 def _check_name(filename: str) -> None:
     """Refuse names that could leave the package directory or hide as temp files."""
-    if (not filename or filename.startswith(".") or "/" in filename or "\\" in filename
-            or "\0" in filename):
-        raise StoreError(f"store: refusing file name {filename!r}")
+    if _unsafe(filename):
+        raise StoreError(f"store: refusing file name {filename[:100]!r}")
 
 
 def _same_bytes(path: Path, digest: str) -> bool:
@@ -55,8 +60,8 @@ class Store:
         """Where a file of a package lives: ``www/simple/<normalized>/<filename>``."""
         _check_name(filename)
         pkg = normalize(package)
-        if not pkg or pkg.startswith("."):
-            raise StoreError(f"store: refusing package name {package!r}")
+        if _unsafe(pkg):  # "/etc" would make the join absolute; "a/b" a nested directory
+            raise StoreError(f"store: refusing package name {package[:100]!r}")
         return self.root / pkg / filename
 
     def put(self, package: str, filename: str, src: Path, *,

@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
 
 from ..names import normalize
 
@@ -33,6 +33,9 @@ OTHER_EXTS = (".egg", ".exe", ".msi", ".rpm")
 
 
 _SERIAL_COMMENT = re.compile(r"^\s*SERIAL\s+(\d+)\s*$")
+
+
+MAX_VERSION = 128  # characters: a longer "version" is junk, skipped like an invalid one
 
 
 @dataclass
@@ -78,11 +81,11 @@ class ChangelogEntry(NamedTuple):
 
 def _canonical_version(text: str) -> str | None:
     """The normalized spelling, so an sdist and its wheels share one version row."""
-    if not text:
+    if not text or len(text) > MAX_VERSION:
         return None
     try:
         return str(Version(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number too long for int() (>4300 digits)
         return None
 
 
@@ -115,9 +118,11 @@ def classify(filename: str, project: str) -> tuple[str, str] | None:
     if lower.endswith(".whl"):
         try:
             name, version, _, _ = parse_wheel_filename(filename)
-        except (InvalidWheelFilename, InvalidVersion):
+        except ValueError:  # InvalidWheelFilename, InvalidVersion, a too-long number
             return None
-        return ("wheel", str(version)) if name == normalize(project) else None
+        if name != normalize(project):
+            return None
+        return ("wheel", str(version)) if len(str(version)) <= MAX_VERSION else None
     for kind, exts in (("sdist", SDIST_EXTS), ("other", OTHER_EXTS)):
         for ext in exts:
             if lower.endswith(ext):
