@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -25,7 +26,10 @@ def parse_size(text: str | int, key: str) -> int:
     if not m:
         raise ConfigError(f"config: {key} = {text!r} is not a size; write e.g. \"2G\" or \"512M\"")
     scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m[2].upper()]
-    return int(float(m[1]) * scale)
+    try:
+        return int(float(m[1]) * scale)
+    except (OverflowError, ValueError):  # "9" * 5000: infinity, not a size
+        raise ConfigError(f"config: {key} = {str(text)[:40]!r}... is too large") from None
 
 
 class _SizeMarker:
@@ -37,6 +41,14 @@ Size = Annotated[int, _SizeMarker]
 
 def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be positive"
+
+
+def _positive_finite(value: Any) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "must be a positive number"
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
 
 
 def _seconds_or_zero(value: Any) -> str | None:
@@ -92,13 +104,13 @@ class Config:
     platform_aliases: dict[str, list[str]] = setting(
         factory=lambda: {"linux_armv7l": ["linux_armv6l"]}, check=_aliases)
     lease_seconds: int = setting(300, check=_positive)
-    retry_limit: int = setting(5)
+    retry_limit: int = setting(5, check=_not_negative)
     retry_delay: int = setting(60, check=_positive)
     yanked: Literal["skip", "build"] = setting("skip")
     sync_workers: int = setting(8, check=_positive)
     full_list_interval: int = setting(86400, check=_seconds_or_zero)
-    http_timeout: float = setting(30.0)
-    http_retries: int = setting(4)
+    http_timeout: float = setting(30.0, check=_positive_finite)
+    http_retries: int = setting(4, check=_not_negative)
     stats_interval: int = setting(300, check=_positive)
     root_interval: int = setting(300, check=_positive)
     # Not a key: the file the settings came from.
@@ -166,6 +178,8 @@ def _value(key: _Key, value: Any, base: Path, where: str) -> Any:
     """The checked, converted value of one key; a one-line ConfigError if it is wrong."""
     if isinstance(value, bool) or not isinstance(value, key.accepts):
         raise ConfigError(f"config: {key.name} must be {key.want}{where}, not {value!r}")
+    if "\\x00" in repr(value):  # a NUL in a string, a list or a table: no path or DSN has one
+        raise ConfigError(f"config: {key.name} has a NUL character{where}")
     if key.kind == "size":
         value = parse_size(value, key.name)
     elif key.kind == "path":
@@ -182,9 +196,15 @@ def _value(key: _Key, value: Any, base: Path, where: str) -> Any:
     return value
 
 
+def _shown(path: Path | str) -> str:
+    """A file name fit for a one-line message (a newline in it is shown escaped)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def from_dict(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML table into a Config."""
-    where = f" in {source}" if source else ""
+    where = f" in {_shown(source)}" if source else ""
     for name in data:
         if name not in KEYS:
             raise ConfigError(
@@ -208,17 +228,23 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     if not name:
         raise ConfigError(f"config: no configuration file; pass --config FILE or set {ENV_VAR}")
     p = Path(name)
+    shown = _shown(p)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"config: {p} does not exist; create it (see docs/configuration.md)"
+            f"config: {shown} does not exist; create it (see docs/configuration.md)"
         ) from None
     except OSError as e:
-        raise ConfigError(f"config: cannot read {p}: {e.strerror}") from None
+        raise ConfigError(f"config: cannot read {shown}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config: {shown} is not UTF-8 text ({e.reason} at byte {e.start})"
+                          ) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config: {p} is not valid TOML: {e}") from None
+        raise ConfigError(f"config: {shown} is not valid TOML: {e}") from None
+    except ValueError:  # a NUL in the file name
+        raise ConfigError(f"config: {str(p)!r} is not a usable file name") from None
     cfg = from_dict(data, p.resolve())
     if not cfg.database:
-        raise ConfigError(f"config: {p} has no 'database' key; add a libpq DSN")
+        raise ConfigError(f"config: {shown} has no 'database' key; add a libpq DSN")
     return cfg
