@@ -1,4 +1,4 @@
-"""The Python face of the queue's SQL functions (db/migrations/0002, 0004-0006).
+"""The Python face of the queue's SQL functions (db/migrations/0002, 0004-0007).
 
 The queue's rules live in SQL so that every path (sync, builders, operators)
 applies the same ones; this module is the one place Python calls them. Each
@@ -85,6 +85,20 @@ def file_is_recorded(conn: Connection, filename: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT file_is_recorded(%s)", (filename,))
         return bool(cur.fetchone()[0])
+
+
+def expire_leases(conn: Connection) -> list[tuple[int, str, str, str]]:
+    """Give back the builds whose lease ran out (a builder died): each is marked
+    ``abandoned``, its queue row freed and its package marked for the index writer.
+
+    The (build_id, package, version, abi_tag) released. ``claim_build`` does the
+    same before every claim; the index writer and ``piwheels status`` call this so
+    a dead builder's build does not show as building while no builder claims
+    (migration 0007). The master's only: the builder role may not call it.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM expire_leases()")
+        return [tuple(r) for r in cur.fetchall()]
 
 
 def refresh_queue(conn: Connection, package: str | None = None,

@@ -6,6 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import psycopg2
+import psycopg2.errors
+
+from . import queue
+
 
 def farm_stats(cur: Any, detail: bool = True) -> dict[str, Any]:
     """The farm's numbers as ``farm_stats`` returns them, with times as datetimes.
@@ -20,8 +25,23 @@ def farm_stats(cur: Any, detail: bool = True) -> dict[str, Any]:
     return stats
 
 
+def expire_leases(conn) -> int:
+    """Builds whose lease ran out (their builder died) marked ``abandoned`` first,
+    so a dead build never counts as building (migration 0007). A role that may
+    not (``piwheels_web``) just counts; the next claim or index run sweeps them.
+    Commits (or rolls back) on ``conn``; the number of builds released."""
+    try:
+        released = queue.expire_leases(conn)
+    except psycopg2.errors.InsufficientPrivilege:
+        conn.rollback()
+        return 0
+    conn.commit()
+    return len(released)
+
+
 def collect(conn) -> dict[str, Any]:
     """The farm's state as plain data (for `piwheels status --json`)."""
+    expire_leases(conn)
     with conn.cursor() as cur:
         s = farm_stats(cur, detail=False)
     conn.rollback()

@@ -38,7 +38,7 @@ BEGIN
     IF my_abi IS NULL THEN
         RAISE EXCEPTION 'unknown builder %', p_builder_id;
     END IF;
-    PERFORM release_expired_leases();
+    PERFORM expire_leases();
     LOOP
         SELECT qq.package, qq.version, qq.abi_tag INTO q FROM queue qq
         WHERE qq.abi_tag = my_abi AND qq.build_id IS NULL
@@ -82,6 +82,42 @@ CREATE FUNCTION public.clear_dirty(p_packages text[]) RETURNS void
     AS $$
     DELETE FROM index_dirty WHERE package = ANY (p_packages)
 $$;
+
+CREATE FUNCTION public.expire_leases() RETURNS TABLE(build_id bigint, package text, version text, abi_tag text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    pkgs text[];
+    vers text[];
+    tags text[];
+BEGIN
+    WITH expired AS (
+        SELECT q.package, q.version, q.abi_tag, q.build_id FROM queue q
+        JOIN builds b ON b.build_id = q.build_id
+        WHERE q.build_id IS NOT NULL AND q.lease_expires < now()
+        FOR UPDATE OF q, b SKIP LOCKED
+    ), released AS (
+        UPDATE queue q SET build_id = NULL, lease_expires = NULL
+        FROM expired e
+        WHERE q.package = e.package AND q.version = e.version AND q.abi_tag = e.abi_tag
+        RETURNING e.build_id, e.package, e.version, e.abi_tag
+    ), abandoned AS (
+        UPDATE builds b SET status = 'abandoned', finished_at = now()
+        FROM released r WHERE b.build_id = r.build_id AND b.status = 'building'
+    )
+    SELECT array_agg(r.build_id), array_agg(r.package), array_agg(r.version),
+           array_agg(r.abi_tag)
+    INTO ids, pkgs, vers, tags
+    FROM released r;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM mark_dirty(ARRAY(SELECT DISTINCT unnest(pkgs)));
+    RETURN QUERY SELECT * FROM unnest(ids, pkgs, vers, tags);
+END $$;
 
 CREATE FUNCTION public.farm_stats(p_detail boolean DEFAULT true) RETURNS jsonb
     LANGUAGE sql STABLE
@@ -481,29 +517,6 @@ BEGIN
     RETURNING builder_id INTO bid;
     RETURN bid;
 END $_$;
-
-CREATE FUNCTION public.release_expired_leases() RETURNS integer
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'public', 'pg_temp'
-    AS $$
-DECLARE
-    n integer;
-BEGIN
-    WITH expired AS (
-        SELECT q.package, q.version, q.abi_tag, q.build_id FROM queue q
-        WHERE q.build_id IS NOT NULL AND q.lease_expires < now()
-        FOR UPDATE SKIP LOCKED
-    ), released AS (
-        UPDATE queue q SET build_id = NULL, lease_expires = NULL
-        FROM expired e
-        WHERE q.package = e.package AND q.version = e.version AND q.abi_tag = e.abi_tag
-        RETURNING e.build_id
-    )
-    UPDATE builds b SET status = 'abandoned', finished_at = now()
-    FROM released r WHERE b.build_id = r.build_id AND b.status = 'building';
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
 
 CREATE FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text DEFAULT NULL::text, p_priority integer DEFAULT 0) RETURNS TABLE(forgotten integer, added integer, reprioritised integer, queued text[])
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1008,6 +1021,9 @@ GRANT ALL ON FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds i
 REVOKE ALL ON FUNCTION public.clear_dirty(p_packages text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.clear_dirty(p_packages text[]) TO piwheels_master;
 
+REVOKE ALL ON FUNCTION public.expire_leases() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.expire_leases() TO piwheels_master;
+
 REVOKE ALL ON FUNCTION public.farm_stats(p_detail boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.farm_stats(p_detail boolean) TO piwheels_master;
 GRANT ALL ON FUNCTION public.farm_stats(p_detail boolean) TO piwheels_web;
@@ -1059,9 +1075,6 @@ GRANT ALL ON FUNCTION public.refresh_queue_all() TO piwheels_master;
 REVOKE ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_master;
 GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_builder;
-
-REVOKE ALL ON FUNCTION public.release_expired_leases() FROM PUBLIC;
-GRANT ALL ON FUNCTION public.release_expired_leases() TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) TO piwheels_master;

@@ -204,6 +204,8 @@ def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any
         if q.attempts:
             note = f"retry {q.attempts}" + (f" after {iso_time(q.not_before)}" if q.not_before
                                             else "")
+        elif last is not None and last.status == "abandoned":
+            note = "the last build was abandoned: its builder stopped renewing the lease"
     elif s is not None:
         status, note = "skipped", s.reason + (f": {s.note}" if s.note else "")
     elif last is not None and last.status != "abandoned":

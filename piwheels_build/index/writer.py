@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg2.extras
 
-from .. import fsutil
+from .. import fsutil, queue
 from ..db import writes
 from .data import (
     BATCH,
@@ -43,6 +43,18 @@ from .pages import (
 
 ROOT_STALE = ".root-stale"  # marker: the set of packages changed, the root is not written yet
 
+# Temporary files (fsutil.temp_name: ``.NAME.tmp-XXXXXXXXXXXX``) a killed process left.
+# Only those untouched for TEMP_AGE seconds are removed: every write (a page, the root
+# streamed at PyPI's size in ~27 s, a builder's wheel over sshfs) moves its temporary
+# file's mtime on each chunk, so a day without a write means its writer is dead.
+TEMP_AGE = 24 * 3600
+# The big directories (simple/, project/ and logs/: a million entries each at PyPI's
+# size) are listed for leftovers by --full runs, and by an incremental run at most
+# this often; the small ones (www/, static/) every run, a package's own directories
+# whenever a batch writes its pages.
+TEMP_SWEEP_INTERVAL = 6 * 3600
+TEMP_SWEPT = ".temp-swept"  # marker in www/: when the big directories were last swept
+
 
 Progress = Callable[[str], None]
 
@@ -63,14 +75,17 @@ class IndexSummary:
     projects_written: int = 0
     logs_written: int = 0
     stats_written: bool = False
+    temp_removed: int = 0
 
     def __str__(self) -> str:
         root = "root rewritten" if self.root_written else "root unchanged"
         stats = ", stats written" if self.stats_written else ""
+        temp = (f", {self.temp_removed:,} leftover temporary files removed"
+                if self.temp_removed else "")
         return (f"index: {self.packages_written:,} packages written, "
                 f"{self.files_linked:,} files linked, {self.packages_removed:,} removed, "
                 f"{self.projects_written:,} project pages, {self.logs_written:,} logs, "
-                f"{root}{stats} in {self.elapsed:.1f}s")
+                f"{root}{stats}{temp} in {self.elapsed:.1f}s")
 
 
 FSYNC_LIMIT = 64  # a batch touching more paths than this is flushed with one syncfs
@@ -107,9 +122,13 @@ class _Writer:
             cur.execute("SELECT abi_tag, py_major, py_minor, active FROM abis"
                         " ORDER BY py_major, py_minor, abi_tag")
             self.abis = cur.fetchall()
+            # A dead builder's build shows as abandoned now, not at the next claim;
+            # its package, marked dirty, is written by this run (migration 0007).
+            queue.expire_leases(self.conn)
             cur.execute("SELECT clock_timestamp()")
             started = cur.fetchone()[0]
         self.conn.commit()
+        self.sweep_temp_files(full)
         if full:
             self.full_pass()
             self.sweep_orphans()
@@ -158,6 +177,8 @@ class _Writer:
     def write_batch(self, cur: Any, packages: list[str]) -> None:
         batch = Batch(cur, packages)
         for package in packages:
+            self.summary.temp_removed += (_sweep_temp(self.simple / package)
+                                          + _sweep_temp(self.project / package))
             self.write_simple(package, batch)
             self.write_project(package, batch)
         self.write_logs(batch)
@@ -256,6 +277,19 @@ class _Writer:
                     if directory == self.simple and any(removed):
                         self.summary.packages_removed += 1
 
+    def sweep_temp_files(self, full: bool) -> None:
+        """Leftover temporary files of killed runs and builders (see TEMP_AGE): in the
+        small directories every run, in the big ones on --full runs and at most every
+        TEMP_SWEEP_INTERVAL seconds (a package's directory: when its pages are written)."""
+        removed = _sweep_temp(self.www) + _sweep_temp(self.www / "static")
+        marker = self.www / TEMP_SWEPT
+        if full or _older_than(marker, TEMP_SWEEP_INTERVAL):
+            for directory in (self.simple, self.project, self.logs):
+                removed += _sweep_temp(directory)
+            if self.www.is_dir():
+                marker.touch()
+        self.summary.temp_removed += removed
+
     def write_fixed(self) -> None:
         fsutil.write_if_changed(self.www / "static" / "style.css", style_css())
         fsutil.write_if_changed(self.www / "index.html", landing_html().encode())
@@ -289,6 +323,31 @@ def _older_than(path: Path, seconds: float) -> bool:
     except FileNotFoundError:
         return True
     return not 0 <= age < seconds
+
+
+def _sweep_temp(directory: Path, max_age: float = TEMP_AGE) -> int:
+    """Remove the temporary files (not directories) in ``directory`` untouched for
+    ``max_age`` seconds; how many were removed. One listing, no recursion."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    with entries:
+        for e in entries:
+            if not e.name.startswith(".") or fsutil.TEMP_MARK not in e.name:
+                continue
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    continue
+                if now - e.stat(follow_symlinks=False).st_mtime < max_age:
+                    continue  # maybe being written right now
+                os.unlink(e.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _subdirs(directory: Path) -> Iterator[str]:
@@ -333,10 +392,11 @@ def write_index(conn: Any, www: Path, *, full: bool = False, progress: Progress 
     try:
         writer.run(full)
     except BaseException:
-        conn.rollback()
+        if not conn.closed:  # a connection lost mid-run has nothing to roll back
+            conn.rollback()
         raise
     finally:
-        if autocommit:
+        if autocommit and not conn.closed:
             conn.autocommit = True
     writer.summary.elapsed = time.monotonic() - started
     return writer.summary
