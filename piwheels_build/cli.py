@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from typing import NoReturn
 
 import psycopg2
 
@@ -97,6 +98,26 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number (0-65535)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, like every other expected failure (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        sub = self.prog.removeprefix("piwheels").strip()
+        self.exit(2, f"piwheels: {sub + ': ' if sub else ''}{line}; "
+                     f"see '{self.prog} --help'\n")
 
 
 def _conn(cfg: configmod.Config, *, autocommit: bool = False):
@@ -238,8 +259,9 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
         serve(cfg.www, host, args.port)
     except KeyboardInterrupt:
         pass
-    except OSError as e:
-        raise PiwheelsError(f"serve: cannot listen on {host}:{args.port}: {e.strerror}") from None
+    except (OSError, ValueError, TypeError) as e:  # TypeError: a NUL in the host name
+        why = getattr(e, "strerror", None) or str(e)
+        raise PiwheelsError(f"serve: cannot listen on {host!r}:{args.port}: {why}") from None
     return 0
 
 
@@ -306,7 +328,7 @@ def cmd_rebuild(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="piwheels", description=__doc__)
+    ap = _Parser(prog="piwheels", description=__doc__)
     ap.add_argument("--config", help=f"TOML configuration file (default: ${configmod.ENV_VAR})")
     ap.add_argument("--version", action="version", version=f"piwheels-build {__version__}")
     ap.add_argument("-v", "--verbose", action="count", default=0,
@@ -339,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("serve", help="serve the www/ tree (one-machine use; nginx in a fleet)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("skip", help="an operator's skip of a package, version or ABI")
     p.add_argument("spec", metavar="NAME[==VERSION]")

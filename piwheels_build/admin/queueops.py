@@ -79,11 +79,11 @@ def _abi_row(cur, abi: str) -> None:
 def _canonical_version(version: str | None) -> str | None:
     if version is None:
         return None
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import Version
 
     try:
         return str(Version(version))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number past int()'s 4300 digits
         return version
 
 

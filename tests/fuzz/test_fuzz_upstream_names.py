@@ -102,7 +102,8 @@ def test_json_file_entries_are_a_file_or_skipped(entry):
 
 
 @FUZZ
-@given(body=st.one_of(st.binary(max_size=400), nasty_text.map(lambda t: t.encode("utf-8", "surrogatepass")),
+@given(body=st.one_of(st.binary(max_size=400),
+                      nasty_text.map(lambda t: t.encode("utf-8", "surrogatepass")),
                       st.lists(st.tuples(nasty_text, nasty_text), max_size=5).map(
                           lambda rows: "".join(f'<a href="{h}" data-yanked="{t}">{t}</a>'
                                                for h, t in rows).encode("utf-8", "surrogatepass"))))
