@@ -190,10 +190,13 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
         raise PiwheelsError("build: --batch must be at least 1")
     report = _service_log("build").info if args.forever else _progress
     interps = resolve(cfg.pythons)
-    _conn(cfg).close()
     for interp in interps:
         report(f"build: interpreter {interp}")
+    # Builder checks the schema, the grants, the sandbox, the store and each interpreter
+    # first (build/preflight.py): a misconfiguration is one line, exit 2, nothing claimed.
     builder = Builder(cfg, interps, progress=report)
+    for line in builder.warnings:  # on every start: builds that are not isolated
+        _service_log("build").warning("build: %s", line)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -62,12 +62,11 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
     if check:
         return {"changed": False, "builds": 0, "built": [], "by_status": {}, "results": [],
                 "elapsed": 0.0, "interpreters": info, "msg": "check mode: nothing built"}
-    conn = db.connect(cfg.database)
-    db.check_schema(conn)
-    conn.close()
     started = time.monotonic()
     results: list[BuildResult] = []
     idle_since = time.monotonic()
+    # Builder refuses a misconfiguration first, before anything is claimed (the schema, the
+    # grants, the sandbox, the store, each interpreter: build/preflight.py).
     builder = Builder(cfg, interps)
     try:
         while len(results) < batch:
@@ -90,4 +89,5 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
             "built": [f for r in results for f in r.files], "by_status": by_status,
             "results": rows, "elapsed": elapsed, "interpreters": info,
             "failed_builds": [r for r in rows if r["status"] != "success"],
+            "warnings": builder.warnings,  # Ansible shows each (builds not isolated)
             "msg": f"{len(results)} builds in {elapsed:.1f}s"}

@@ -27,7 +27,7 @@ from ..config import Config
 from ..errors import PiwheelsError, StoreError, WheelRejected
 from ..queue import Claim
 from ..store import Store
-from . import buildlog, elfdeps, wheels
+from . import buildlog, elfdeps, preflight, wheels
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
@@ -124,6 +124,13 @@ class Builder:
         # network blip does not become an infrastructure failure waiting retry_delay.
         self.http = retrying.session(cfg.http_retries)
         self.conn = db.connect(cfg.database, autocommit=True)
+        # Checked once, before anything is registered or claimed (build/preflight.py):
+        # one line for an interpreter, sandbox, store or grant that would fail every build.
+        try:
+            self.warnings = preflight.check(cfg, interpreters, self.box, self.conn, self._run)
+        except BaseException:
+            self.close()
+            raise
         self.ids: dict[str, int] = {}
         release = _os_release()
         for interp in interpreters:
