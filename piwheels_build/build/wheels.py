@@ -8,8 +8,11 @@ and whose tags this builder can really produce.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
@@ -54,6 +57,24 @@ class WheelInfo:
         }
 
 
+# What a damaged or hostile zip raises while it is read: a bad CRC or header, a cut-off
+# member, an encrypted or unknown compression, a RECORD that is not UTF-8.
+_BROKEN = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+           UnicodeDecodeError, ValueError, OSError)
+
+
+@contextlib.contextmanager
+def _reading(filename: str) -> Iterator[None]:
+    """A damaged zip is one WheelRejected line, never a traceback."""
+    try:
+        yield
+    except WheelRejected:
+        raise
+    except _BROKEN as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise WheelRejected(f"wheel {filename} is a damaged zip file ({why})") from None
+
+
 def _dist_info(zf: zipfile.ZipFile, filename: str) -> str:
     tops = {n.split("/", 1)[0] for n in zf.namelist() if "/" in n}
     found = [t for t in tops if t.endswith(".dist-info")]
@@ -73,7 +94,7 @@ def inspect(path: Path) -> WheelInfo:
     py, abi, plat = parts[-3], parts[-2], parts[-1]
     if not zipfile.is_zipfile(path):
         raise WheelRejected(f"wheel {filename} is not a zip file")
-    with zipfile.ZipFile(path) as zf:
+    with _reading(filename), zipfile.ZipFile(path) as zf:
         info_dir = _dist_info(zf, filename)
         try:
             metadata = zf.read(f"{info_dir}/METADATA")
@@ -114,7 +135,11 @@ def _check_record(zf: zipfile.ZipFile, info_dir: str, filename: str) -> None:
         algo, _, want = digest.partition("=")
         if algo != "sha256":
             raise WheelRejected(f"wheel {filename}: RECORD entry {path} has no sha256 hash")
-        got = base64.urlsafe_b64encode(hashlib.sha256(zf.read(path)).digest()).rstrip(b"=")
+        h = hashlib.sha256()
+        with zf.open(path) as member:   # streamed: a huge member is not held in memory
+            while chunk := member.read(1 << 20):
+                h.update(chunk)
+        got = base64.urlsafe_b64encode(h.digest()).rstrip(b"=")
         if got.decode() != want:
             raise WheelRejected(f"wheel {filename}: RECORD hash of {path} does not match")
 
@@ -150,7 +175,7 @@ def verify(path: Path, package: str, version: str, *, abi: str, platform: str,
             canonicalize_version(info.metadata_version or "") != canonicalize_version(version):
         raise WheelRejected(f"wheel {info.filename}: METADATA says {info.metadata_name} "
                             f"{info.metadata_version}, not {package} {version}")
-    with zipfile.ZipFile(path) as zf:
+    with _reading(info.filename), zipfile.ZipFile(path) as zf:
         _check_record(zf, _dist_info(zf, info.filename), info.filename)
     _check_tags(info, abi, platform, pyver)
     return info
