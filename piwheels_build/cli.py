@@ -22,6 +22,7 @@ import psycopg2
 
 from . import __version__, db
 from . import config as configmod
+from .db.reconnect import Link, Stopped
 from .errors import PiwheelsError
 
 LOG_LEVEL_ENV = "PIWHEELS_LOG_LEVEL"
@@ -228,26 +229,41 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
         return 0
     log.info("%s", summary)
     log.info("index: watching for finished builds every %gs (Ctrl-C to stop)", args.interval)
+    # From here on a restart of PostgreSQL is waited out (db/reconnect.py): the poll and
+    # the run are retried on a new connection; a run cut short is written again whole.
+    # SIGTERM (systemd's stop) ends the loop between runs, or a wait for the database.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    link = Link(cfg.database, log=log, conn=conn, stop=stop)
     try:
         last = time.monotonic()
-        while True:
-            time.sleep(args.interval)
+        while not stop.wait(args.interval):
             # A poll, not LISTEN: a NOTIFY in finish_build made every finish
             # wait for the others' commits (docs/benchmarks.md, dispatch).
-            with conn.cursor() as cur:
-                cur.execute("SELECT EXISTS (SELECT 1 FROM index_dirty)")
-                dirty = cur.fetchone()[0]
-            conn.rollback()
+            dirty = link.call(_index_dirty)
             if not dirty and time.monotonic() - last < min(cfg.stats_interval,
                                                            cfg.root_interval):
                 continue
-            summary = write_index(conn, cfg.www, full=False, stats_interval=cfg.stats_interval,
-                                  root_interval=cfg.root_interval)
+            summary = link.call(lambda c: write_index(
+                c, cfg.www, full=False, stats_interval=cfg.stats_interval,
+                root_interval=cfg.root_interval))
             last = time.monotonic()
             if summary.packages_written or summary.projects_written or summary.packages_removed:
                 log.info("%s", summary)
     except KeyboardInterrupt:
-        return 0
+        pass
+    except Stopped as e:
+        log.info("index: %s", e)
+    link.close()
+    return 0
+
+
+def _index_dirty(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM index_dirty)")
+        dirty = cur.fetchone()[0]
+    conn.rollback()
+    return dirty
 
 
 def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ file_is_recorded), so it runs the same with the master's DSN or a builder's.
 from __future__ import annotations
 
 import hashlib
+import logging
 import platform as pyplatform
 import re
 import shutil
@@ -24,6 +25,7 @@ import requests
 from .. import db, queue
 from .. import http as retrying
 from ..config import Config
+from ..db.reconnect import Link, Stopped
 from ..errors import PiwheelsError, StoreError, WheelRejected
 from ..queue import Claim
 from ..store import Store
@@ -100,6 +102,10 @@ class BuildSummary:
         return f"build: {self.builds} builds in {self.elapsed:.1f}s ({counts})"
 
 
+#: How long a one-shot ``piwheels build`` waits for the database to come back, in seconds.
+ONE_SHOT_WAIT = 300.0
+
+
 def _os_release() -> str:
     try:
         info = pyplatform.freedesktop_os_release()
@@ -123,7 +129,8 @@ class Builder:
         # Retries a dropped connection, a timeout, 429 or 5xx (honouring Retry-After), so a
         # network blip does not become an infrastructure failure waiting retry_delay.
         self.http = retrying.session(cfg.http_retries)
-        self.conn = db.connect(cfg.database, autocommit=True)
+        # Reconnects with backoff when PostgreSQL restarts (db/reconnect.py).
+        self.db = Link(cfg.database, autocommit=True, log=logging.getLogger("piwheels.build"))
         # Checked once, before anything is registered or claimed (build/preflight.py):
         # one line for an interpreter, sandbox, store or grant that would fail every build.
         try:
@@ -138,9 +145,14 @@ class Builder:
                 self.conn, cfg.builder_name, interp.abi_tag, interp.platform_tag,
                 ".".join(map(str, interp.version)), release)
 
+    @property
+    def conn(self) -> psycopg2.extensions.connection:
+        """The builder's connection now (a new one after the database restarted)."""
+        return self.db.conn
+
     def close(self) -> None:
         self.reqs.close()
-        self.conn.close()
+        self.db.close()
 
     # -- the loop -------------------------------------------------------------
 
@@ -150,14 +162,28 @@ class Builder:
         summary = BuildSummary()
         start = time.monotonic()
         stop = stop or threading.Event()
+        self.db.stop = stop  # a stop ends a wait for the database too
+        # A service waits for the database as long as it takes; a one-shot run (an
+        # Ansible wave) gives up after a few minutes with the CLI's one line.
+        self.db.give_up = None if forever else ONE_SHOT_WAIT
+        try:
+            self._loop(summary, batch, forever, stop)
+        except Stopped as e:
+            self.progress(f"build: {e}")
+        summary.elapsed = time.monotonic() - start
+        return summary
+
+    def _loop(self, summary: BuildSummary, batch: int | None, forever: bool,
+              stop: threading.Event) -> None:
         idle_sleep = 1.0
         while not stop.is_set() and (batch is None or summary.builds < batch):
             worked = False
             for interp in self.interpreters:
                 if batch is not None and summary.builds >= batch or stop.is_set():
                     break
-                claim = queue.claim_build(self.conn, self.ids[interp.abi_tag],
-                                          self.cfg.lease_seconds)
+                builder_id = self.ids[interp.abi_tag]
+                claim = self.db.call(lambda c, b=builder_id: queue.claim_build(
+                    c, b, self.cfg.lease_seconds))
                 if claim is None:
                     continue
                 worked = True
@@ -172,16 +198,25 @@ class Builder:
                 idle_sleep = min(idle_sleep * 2, 5.0)  # a new release waits at most 5 s
             else:
                 idle_sleep = 1.0
-        summary.elapsed = time.monotonic() - start
-        return summary
 
     def finish(self, claim: Claim, outcome: Outcome) -> BuildResult:
         """Record the outcome (capped, gzipped log); the build's result."""
         text, size, truncated = buildlog.capped_bytes(outcome.log, self.cfg.log_limit)
         size = max(size, outcome.printed)
         truncated = truncated or outcome.truncated
-        kept = queue.finish_build(self.conn, claim.build_id, outcome.status, outcome.duration,
-                                  buildlog.compress(text), size, truncated, outcome.files)
+        log = buildlog.compress(text)
+        # Sent again after a reconnection: finish_build records a build only while it is
+        # 'building', so a second call after a lost answer records nothing (never twice),
+        # and one whose lease expired meanwhile is not recorded at all.
+        try:
+            kept = self.db.call(lambda c: queue.finish_build(
+                c, claim.build_id, outcome.status, outcome.duration, log, size, truncated,
+                outcome.files))
+        except Stopped:
+            self.progress(f"build: {claim.package} {claim.version} {claim.abi_tag}: "
+                          "stopped before the database came back; not recorded, its lease "
+                          "expires and it is built again")
+            raise
         return BuildResult(
             claim.build_id, claim.package, claim.version, claim.abi_tag, outcome.status,
             outcome.duration,
@@ -320,7 +355,7 @@ class Builder:
         return records
 
     def _unrecorded(self, filename: str) -> bool:
-        return not queue.file_is_recorded(self.conn, filename)
+        return not self.db.call(lambda c: queue.file_is_recorded(c, filename))
 
 
 def _interpreter_home(path: str) -> str:
