@@ -89,8 +89,10 @@ def _count(old: VersionRow | None, new: VersionRow, summary: SyncSummary) -> Non
 
 
 def plan_versions(package: str, groups: dict[str, list[tuple]], old: dict[str, VersionRow],
-                   skip_yanked: bool, summary: SyncSummary) -> list[tuple]:
-    """The version rows that change: new or different ones, and the ones no longer listed."""
+                   skip_yanked: bool, summary: SyncSummary, *, partial: bool = False
+                   ) -> list[tuple]:
+    """The version rows that change: new or different ones, and the ones no longer listed
+    (unless the page was ``partial``: a malformed page never deletes a version)."""
     rows = []
     for version, files in groups.items():
         new = _plan_version(version, files, old.get(version), skip_yanked)
@@ -98,7 +100,7 @@ def plan_versions(package: str, groups: dict[str, list[tuple]], old: dict[str, V
             _count(old.get(version), new, summary)
             rows.append((package, version, *new))
     for version, was in old.items():
-        if version not in groups and not was.deleted:
+        if version not in groups and not was.deleted and not partial:
             skip = "deleted" if was.skip_reason in SYNC_SKIPS else was.skip_reason
             new = was._replace(deleted=True, skip_reason=skip)
             _count(was, new, summary)
@@ -106,9 +108,11 @@ def plan_versions(package: str, groups: dict[str, list[tuple]], old: dict[str, V
     return rows
 
 
-def plan_files(files: dict[str, tuple], old: dict[str, tuple]) -> tuple[list[tuple], list[str]]:
-    """Rows of new or changed upstream files, and names of the ones no longer listed."""
-    stale = [name for name in old if name not in files]
+def plan_files(files: dict[str, tuple], old: dict[str, tuple], *, partial: bool = False
+               ) -> tuple[list[tuple], list[str]]:
+    """Rows of new or changed upstream files, and names of the ones no longer listed
+    (none from a ``partial`` page)."""
+    stale = [] if partial else [name for name in old if name not in files]
     rows = [row for name, row in files.items() if old.get(name) != row]
     return rows, stale
 

@@ -116,11 +116,10 @@ def _apply_changelog(cur: Cursor, up: Upstream, list_serial: int | None) -> None
     if last == 0:  # first run: every package is new anyway, just remember where we are
         _save_serial(cur, list_serial or up.last_serial())
         return
-    entries = up.changelog_since(last)
+    entries = _forward(up.changelog_since(last), last)
     if not entries:
-        back = _serial_went_back(up, last)
-        if back is not None:  # the list just read is the truth; go on from the upstream's
-            _save_serial(cur, back)
+        # The upstream's serial may have gone back (a restore, another mirror): the
+        # list just read is the truth, but the saved serial never moves backwards.
         return
     live, gone = _changelog_names(entries)
     _flag_named(cur, live, gone)
@@ -135,8 +134,14 @@ def _serial_went_back(up: Upstream, last: int) -> int | None:
 
 
 def _save_serial(cur: Cursor, serial: int | None) -> None:
-    if serial:
+    """Remember the changelog serial reached; never a lower one than already saved."""
+    if serial and serial > _last_serial(cur):
         writes.set_setting(cur, "upstream_serial", str(serial))
+
+
+def _forward(entries: list[ChangelogEntry] | None, last: int) -> list[ChangelogEntry] | None:
+    """The entries after ``last``: a changelog that answers older serials went backwards."""
+    return None if entries is None else [e for e in entries if e.serial > last]
 
 
 def _changelog_names(
@@ -202,9 +207,15 @@ def sync_changelog_only(conn: Connection, cfg: Config, up: Upstream, summary: Sy
     if last == 0 or due:
         return False
     report.say(f"sync: reading the changelog since serial {last:,}", "changelog")
-    entries = up.changelog_since(last)
+    answered = up.changelog_since(last)
+    entries = _forward(answered, last)
     if entries is None:
         report.say("sync: the changelog did not answer; reading the full project list", "list")
+        return False
+    if answered and not entries:
+        top = max(e.serial for e in answered)
+        report.say(f"sync: the changelog went backwards (serials up to {top:,} after "
+                   f"{last:,}); reading the full project list", "list")
         return False
     if not entries:
         back = _serial_went_back(up, last)

@@ -190,8 +190,13 @@ def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
         stale: list[str] = []
         for package, f in found.items():
             files, groups = group_files(package, f.page)
-            rows = plan_versions(package, groups, old_versions[package], skip_yanked, summary)
-            new_files, gone_files = plan_files(files, old_files[package])
+            partial = f.page.partial
+            if partial:
+                summary.errors.append(f"sync: {f.name}: the upstream page has malformed file "
+                                      "entries; kept the versions it does not list")
+            rows = plan_versions(package, groups, old_versions[package], skip_yanked, summary,
+                                 partial=partial)
+            new_files, gone_files = plan_files(files, old_files[package], partial=partial)
             if rows or new_files or gone_files:
                 changed.add(package)
             version_rows += rows
@@ -200,7 +205,9 @@ def _apply_group(conn: Connection, cfg: Config, group: list[_Fetched],
         writes.write_versions(cur, version_rows)
         writes.write_upstream_files(cur, file_rows, stale)
         if found:
-            writes.packages_synced(cur, [(p, f.page.serial) for p, f in sorted(found.items())])
+            # A partial page stays flagged: the next run reads it again.
+            writes.packages_synced(cur, [(p, f.page.serial) for p, f in sorted(found.items())
+                                         if not f.page.partial])
         summary.projects_synced += len(found)
         if changed:
             queue.package_changed(conn, sorted(changed))

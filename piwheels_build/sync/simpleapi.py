@@ -60,6 +60,9 @@ class ProjectPage:
     files: list[UpstreamFile] = field(default_factory=list)
     versions: list[str] | None = None
     serial: int | None = None
+    # Some file entries were malformed and left out: the page may not list every
+    # file, so nothing it lacks may be deleted.
+    partial: bool = False
 
 
 @dataclass
@@ -196,10 +199,12 @@ class AnchorParser(HTMLParser):
         self.anchors: list[tuple[dict[str, str | None], str]] = []
         self.texts: list[str] = []
         self.serial: int | None = None
+        self.opened = self.closed = False   # <html> seen, and </html> (a whole document)
         self._attrs: dict[str, str | None] | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.opened |= tag == "html"
         if tag == "a":
             self._attrs = dict(attrs) if self.keep_attrs else {}
             self._text = []
@@ -209,6 +214,7 @@ class AnchorParser(HTMLParser):
             self._text.append(data)
 
     def handle_endtag(self, tag: str) -> None:
+        self.closed |= tag == "html"
         if tag == "a" and self._attrs is not None:
             text = "".join(self._text).strip()
             if self.keep_attrs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import xmlrpc.client
-from html.parser import HTMLParser
 from typing import Any
 from xml.parsers.expat import ExpatError
 
@@ -113,7 +112,7 @@ class Upstream:
             raise self._error(r.url, "answered JSON that is not an object")
         return data
 
-    def _html(self, r: requests.Response, parser: HTMLParser) -> None:
+    def _html(self, r: requests.Response, parser: AnchorParser) -> None:
         try:
             feed_html(parser, r.iter_content(_CHUNK), r.encoding or "utf-8")
         except requests.RequestException as e:
@@ -122,6 +121,8 @@ class Upstream:
             raise self._error(r.url, f"uses an unknown encoding {r.encoding!r}") from None
         finally:
             r.close()
+        if parser.opened and not parser.closed:  # cut off: the files after the cut are missing
+            raise self._error(r.url, "answered a truncated page (<html> without </html>)")
 
     def _header_serial(self, r: requests.Response) -> int | None:
         value = r.headers.get("X-PyPI-Last-Serial", "")
@@ -146,7 +147,8 @@ class Upstream:
         out = ProjectList(serial=meta_serial(data) or self._header_serial(r))
         for entry in projects:
             if not isinstance(entry, tuple) or not isinstance(entry[0], str):
-                continue
+                # A list missing names would mark their packages deleted: refuse it whole.
+                raise self._error(r.url, f"answered a malformed project entry {str(entry)[:60]!r}")
             out.names.append(entry[0])
             serial = int_or_none(entry[1])
             if serial is not None:
@@ -176,10 +178,11 @@ class Upstream:
         if not isinstance(files, list):
             raise self._error(r.url, "answered JSON without 'files'")
         versions = data.get("versions")
-        parsed = (json_file(f, r.url) for f in files)
+        parsed = [json_file(f, r.url) for f in files]
         return ProjectPage(
             name=data["name"] if isinstance(data.get("name"), str) else name,
             files=[f for f in parsed if f is not None],
+            partial=None in parsed,
             versions=[str(v) for v in versions] if isinstance(versions, list) else None,
             serial=meta_serial(data) or self._header_serial(r),
         )
