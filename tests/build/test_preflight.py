@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,29 @@ def test_auto_without_bwrap_is_refused_as_root(tmp_path, dsn, interp, waiting):
     _refused(_build(cfg, env=env), 'sandbox = "auto"', "bwrap is not installed",
              'sandbox = "none"')
     assert not waiting()
+
+
+def test_auto_without_bwrap_warns_when_not_root(dsn, interp):
+    """Not root (the lab's builder service, a user's own farm): the builder starts, and
+    its first line after the interpreters is the warning that builds are not isolated."""
+    user = pwd.getpwnam(BUILD_USER)
+    home = Path(tempfile.mkdtemp(prefix="piwheels-preflight-"))  # not under 0700 pytest dirs
+    try:
+        os.chmod(home, 0o755)
+        (home / "www").mkdir()
+        os.chown(home / "www", user.pw_uid, user.pw_gid)
+        path = _path_without(home, "bwrap")
+        cfg = _config(home, dsn, [interp.path], sandbox="auto")
+        drop = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                "--clear-groups", "--"]
+        proc = _build(cfg, env=clean_env(PATH=path, HOME=str(home)), wrap=drop)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if "WARNING" in ln]
+    assert len(warnings) == 1, proc.stderr
+    assert "bwrap is not installed: builds are NOT isolated" in warnings[0]
+    assert f"as {BUILD_USER}" in warnings[0]
 
 
 def test_read_only_store(tmp_path, dsn, interp, waiting):
