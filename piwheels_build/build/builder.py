@@ -124,7 +124,11 @@ class Builder:
         self.progress = progress or (lambda _msg: None)
         self.store = Store(cfg.www)
         self.box = Sandbox.from_config(cfg)
-        self.reqs = RequirementsCache(Path(self.box.workroot))
+        # What killed builders left (build directories, requirements cache, cgroups) goes;
+        # this process's own directory holds its builds and its cache from now on.
+        for path in self.box.take_workroot():
+            self.progress(f"build: removed {path}, left by a builder that was killed")
+        self.reqs = RequirementsCache(Path(self.box.owned or self.box.workroot))
         self.upstream = cfg.upstream_url()
         # Retries a dropped connection, a timeout, 429 or 5xx (honouring Retry-After), so a
         # network blip does not become an infrastructure failure waiting retry_delay.
@@ -152,6 +156,7 @@ class Builder:
 
     def close(self) -> None:
         self.reqs.close()
+        self.box.release_workroot()
         self.db.close()
 
     # -- the loop -------------------------------------------------------------

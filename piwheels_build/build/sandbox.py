@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -96,6 +98,75 @@ class LogCollector(threading.Thread):
         if kept >= self.printed:
             return bytes(self.head) + tail, self.printed, False
         return bytes(self.head) + cut_note(self.printed - kept) + tail, self.printed, True
+
+
+# -- what a killed builder leaves: found by its process's identity -------------------
+#
+# A builder process owns one directory under the work root, named with its PID and the
+# PID's start time (``piwheels-builder-PID-START-RANDOM``), holding its build
+# directories and its requirements cache; its cgroups are named ``run-PID-START-...``.
+# A later builder removes those whose owner is gone: no process has that PID, or the
+# process that has it started at another time (the PID was reused). A live builder's
+# are never touched, whoever runs the sweep.
+
+OWN_PREFIX = "piwheels-builder-"
+_OWNED = re.compile(r"(?:piwheels-builder-|run-)(\d+)-(\d+)-")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None when
+    there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def process_tag(pid: int | None = None) -> str:
+    """``PID-START`` of this process (or ``pid``): a name no later process can have."""
+    pid = pid or os.getpid()
+    return f"{pid}-{start_time(pid)}"
+
+
+def _owner_gone(name: str) -> bool:
+    m = _OWNED.match(name)
+    return bool(m) and start_time(int(m[1])) != int(m[2])
+
+
+def _cgroup_parents() -> list[Path]:
+    return [CGROUP_ROOT / "piwheels", CGROUP_ROOT / "memory" / "piwheels",
+            CGROUP_ROOT / "pids" / "piwheels"]
+
+
+def remove_leftovers(workroot: Path) -> list[str]:
+    """Remove what dead builder processes left: their directories under ``workroot``
+    (build directories, requirements cache) and their cgroups (whatever still runs in
+    them is killed first). What was removed, for the log."""
+    removed = []
+    try:
+        names = [e.name for e in os.scandir(workroot)
+                 if e.name.startswith(OWN_PREFIX) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        names = []
+    for name in names:
+        if _owner_gone(name):
+            shutil.rmtree(workroot / name, ignore_errors=True)
+            if not (workroot / name).exists():
+                removed.append(str(workroot / name))
+    for parent in _cgroup_parents():
+        try:
+            groups = [e.name for e in os.scandir(parent) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for name in groups:
+            if _owner_gone(name):
+                group = Cgroup({"left": parent / name})
+                group.close()
+                if not (parent / name).exists():
+                    removed.append(str(parent / name))
+    return removed
 
 
 class Cgroup:
@@ -221,6 +292,7 @@ class Sandbox:
     user: tuple[int, int] | None   # (uid, gid) to drop to, when we are root
     hide: list[str] = field(default_factory=list)
     workroot: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    owned: Path | None = None      # this process's directory under workroot (take_workroot)
 
     @classmethod
     def from_config(cls, cfg) -> Sandbox:
@@ -250,9 +322,25 @@ class Sandbox:
 
     # -- the build directory --------------------------------------------------
 
+    def take_workroot(self) -> list[str]:
+        """Remove what killed builders left (``remove_leftovers``), then make this
+        process's own directory under the work root, where build directories (and the
+        requirements cache) go from now on. What was removed."""
+        removed = remove_leftovers(self.workroot)
+        self.owned = self.workroot / f"{OWN_PREFIX}{process_tag()}-{secrets.token_hex(4)}"
+        self.owned.mkdir(mode=0o711)
+        os.chmod(self.owned, 0o711)  # the build user passes through to its build directory
+        return removed
+
+    def release_workroot(self) -> None:
+        """Remove this process's directory (a clean exit)."""
+        if self.owned is not None:
+            shutil.rmtree(self.owned, ignore_errors=True)
+            self.owned = None
+
     def new_workdir(self) -> Path:
         """A fresh directory for one build: build/{home,tmp,src,out} owned by the build user."""
-        work = Path(tempfile.mkdtemp(prefix="piwheels-build-", dir=self.workroot))
+        work = Path(tempfile.mkdtemp(prefix="piwheels-build-", dir=self.owned or self.workroot))
         os.chmod(work, 0o711)
         build = work / "build"
         for sub in ("", "home", "tmp", "src", "out", "wheelhouse"):
@@ -356,7 +444,7 @@ class Sandbox:
             cgroup_name: str | None = None) -> RunResult:
         """Run argv in the sandbox; kill everything it started when it ends or overruns."""
         start = time.monotonic()
-        group = Cgroup.create(cgroup_name or f"run-{os.getpid()}-{time.monotonic_ns()}",
+        group = Cgroup.create(cgroup_name or f"run-{process_tag()}-{time.monotonic_ns()}",
                               limits.memory, limits.pids)
         cmd = self.command(argv, work, env, network=network, readonly=readonly,
                            limits=limits, rlimit_memory=group is None)
