@@ -8,6 +8,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,8 @@ def _outside_files(root: Path, before: set[str]) -> set[str]:
     return {p for p in os.listdir(root) if p not in before}
 
 
+# Generated zips may repeat a member name on purpose; zipfile warns about it.
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 @FUZZ
 @given(data=wheel_bytes, filename=filenames)
 @example(data=GOOD_BYTES, filename=GOOD)
