@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,15 @@ def test_builder_logins_cannot_read_tables(master):
 @pytest.mark.parametrize("name", BUILDERS)
 def test_builder_service_and_store_mount(name):
     host = _host(name)
-    assert host.service("piwheels-builder.service").is_running
+    # The wave has just started the service again; systemd restarts it (Restart=always,
+    # RestartSec=10) if a start fails, so give it one restart before judging, and show
+    # its journal when it is still not running.
+    deadline = time.monotonic() + 45
+    while (not host.service("piwheels-builder.service").is_running
+           and time.monotonic() < deadline):
+        time.sleep(1)
+    journal = host.run("journalctl -u piwheels-builder.service --no-pager -n 30").stdout
+    assert host.service("piwheels-builder.service").is_running, journal
     mount = host.mount_point("/srv/piwheels/www")
     assert mount.exists and mount.filesystem == "fuse.sshfs"
     assert mount.device.startswith("piwheels-store@")
