@@ -136,6 +136,21 @@ def _response(body: bytes, ctype: str) -> requests.Response:
     return r
 
 
+def _read_page(monkeypatch, body: bytes, ctype: str, page_name: str) -> None:
+    """The client's own parsing of ``body`` as a project page (no network: the answer is
+    handed to it): a page sync can plan, or one UpstreamError line."""
+    up = Upstream("https://upstream.example/simple/", retries=0)
+    monkeypatch.setattr(up, "_get", lambda url, stream=False: _response(body, ctype))
+    try:
+        page = up.project(page_name)
+    except UpstreamError as e:
+        _one_line(e)
+        return
+    finally:
+        up.close()
+    _plan(page_name, page)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | nasty_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
@@ -155,17 +170,7 @@ def test_json_pages_are_a_page_or_one_line(monkeypatch, data, page_name, truncat
     body = json.dumps(data).encode()
     if truncate:
         body = body[: max(0, len(body) - truncate)]
-    up = Upstream("https://upstream.example/simple/", retries=0)
-    monkeypatch.setattr(up, "_get", lambda url, stream=False: _response(
-        body, "application/vnd.pypi.simple.v1+json"))
-    try:
-        page = up.project(page_name)
-    except UpstreamError as e:
-        _one_line(e)
-        return
-    finally:
-        up.close()
-    _plan(page_name, page)
+    _read_page(monkeypatch, body, "application/vnd.pypi.simple.v1+json", page_name)
 
 
 @FUZZ
@@ -175,17 +180,7 @@ def test_json_pages_are_a_page_or_one_line(monkeypatch, data, page_name, truncat
            + "</body></html>").encode("utf-8", "surrogatepass")),
        page_name=names)
 def test_html_pages_are_a_page_or_one_line(monkeypatch, body, page_name):
-    up = Upstream("https://upstream.example/simple/", retries=0)
-    monkeypatch.setattr(up, "_get", lambda url, stream=False: _response(
-        body, "text/html"))
-    try:
-        page = up.project(page_name)
-    except UpstreamError as e:
-        _one_line(e)
-        return
-    finally:
-        up.close()
-    _plan(page_name, page)
+    _read_page(monkeypatch, body, "text/html", page_name)
 
 
 def _plan(name, page) -> None:
