@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian machine needs, installed only when missing:
 # PostgreSQL server binaries, a compiler and headers (to build psycopg2 and
-# wheels), the system Python with venv and pip, and the project in .venv.
+# wheels), the system Python with venv and pip, faketime (a builder whose clock
+# is off, tests/faults/test_builder_clock.py), and the project in .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(postgresql libpq-dev build-essential python3-dev python3-venv python3-pip
-              bubblewrap netcat-openbsd)
+              bubblewrap netcat-openbsd faketime)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
