@@ -2,11 +2,13 @@
 # Everything a fresh Debian machine needs, installed only when missing:
 # PostgreSQL server binaries, a compiler and headers (to build psycopg2 and
 # wheels), the system Python with venv and pip, faketime (a builder whose clock
-# is off, tests/faults/test_builder_clock.py), and the project in .venv.
+# is off, tests/faults/test_builder_clock.py), sshfs with fuse3 and the OpenSSH
+# sftp-server (a real sshfs store that the store-fault tests cut and slow down,
+# tests/faults/test_store_faults.py), and the project in .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(postgresql libpq-dev build-essential python3-dev python3-venv python3-pip
-              bubblewrap netcat-openbsd faketime)
+              bubblewrap netcat-openbsd faketime sshfs fuse3 openssh-sftp-server)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
