@@ -1,78 +1,81 @@
 """Which system libraries a wheel links, and which Debian packages provide them.
 
-We parse the ELF dynamic section ourselves (never run ``ldd``, which can
-execute the binary) and ask dpkg which package owns each library found in
-the standard library directories, so project pages can say what to
+The ELF files' dynamic sections are read with pyelftools (never ``ldd``, which
+can execute the binary) and dpkg is asked which package owns each library
+found in the standard library directories, so project pages can say what to
 ``apt install``.
 """
 
 from __future__ import annotations
 
-import struct
+import shutil
 import subprocess
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from functools import lru_cache
+from io import BytesIO
 from pathlib import Path
+from typing import IO
 
-_DT_NEEDED, _DT_STRTAB, _SHT_DYNAMIC, _SHT_STRTAB = 1, 5, 6, 3
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
 # Always present on any Debian system: not worth telling a user to install.
 _BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "libc6-dev"}
 _LIB_DIRS = ("/lib/{arch}", "/usr/lib/{arch}", "/lib", "/usr/lib", "/usr/local/lib")
+MAX_MEMBER = 256 << 20  # bytes: a larger member is not read (no real extension is that big)
+_SPOOL = 16 << 20  # bytes of a member kept in memory before spilling to a temporary file
+
+
+def needed_in(stream: IO[bytes]) -> list[str]:
+    """DT_NEEDED entries of a seekable ELF file (any class, byte order or machine);
+    [] if it is not ELF, has no dynamic section or is damaged."""
+    try:
+        elf = ELFFile(stream)
+        return [tag.needed for section in elf.iter_sections()
+                if isinstance(section, DynamicSection)
+                for tag in section.iter_tags("DT_NEEDED")]
+    except (ELFError, ValueError, KeyError, UnicodeDecodeError):
+        return []  # pyelftools' ways of saying "damaged"; nothing to report then
 
 
 def needed(data: bytes) -> list[str]:
-    """DT_NEEDED entries of an ELF image (32/64-bit, either byte order); [] if not ELF."""
-    if len(data) < 64 or data[:4] != b"\x7fELF":
+    """DT_NEEDED entries of an ELF image held in memory; [] if not ELF."""
+    if data[:4] != b"\x7fELF":
         return []
-    is64 = data[4] == 2
-    end = "<" if data[5] == 1 else ">"
-    try:
-        if is64:
-            shoff, = struct.unpack_from(end + "Q", data, 0x28)
-            shentsize, shnum = struct.unpack_from(end + "HH", data, 0x3A)
-        else:
-            shoff, = struct.unpack_from(end + "I", data, 0x20)
-            shentsize, shnum = struct.unpack_from(end + "HH", data, 0x2E)
-        sections = []
-        for i in range(min(shnum, 4096)):
-            base = shoff + i * shentsize
-            if is64:
-                _n, stype, _f, _a, off, size, link = struct.unpack_from(end + "IIQQQQI", data, base)
-            else:
-                _n, stype, _f, _a, off, size, link = struct.unpack_from(end + "IIIIIII", data, base)
-            sections.append((stype, off, size, link))
-        names = []
-        for stype, off, size, link in sections:
-            if stype != _SHT_DYNAMIC or link >= len(sections):
-                continue
-            _st, str_off, str_size, _l = sections[link]
-            strtab = data[str_off:str_off + str_size]
-            fmt, step = (end + "qQ", 16) if is64 else (end + "iI", 8)
-            for pos in range(off, off + size, step):
-                tag, val = struct.unpack_from(fmt, data, pos)
-                if tag == 0:
-                    break
-                if tag == _DT_NEEDED and val < len(strtab):
-                    names.append(strtab[val:strtab.index(b"\0", val)].decode("utf-8", "replace"))
-        return names
-    except (struct.error, ValueError):
-        return []
+    return needed_in(BytesIO(data))
 
 
-def wheel_libraries(wheel: Path, max_bytes: int = 256 << 20) -> list[str]:
-    """Sonames the ELF files in a wheel need, minus the ones the wheel ships itself."""
-    wanted: set[str] = set()
-    shipped: set[str] = set()
+def elf_members(wheel: Path, max_bytes: int = MAX_MEMBER) -> Iterator[tuple[str, IO[bytes]]]:
+    """(member name, seekable stream) for each ELF file in a wheel (zip).
+
+    Members over ``max_bytes`` are skipped. Each stream is valid until the next
+    item is taken. Raises ``OSError`` or ``zipfile.BadZipFile`` for an
+    unreadable wheel."""
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
-            base = info.filename.rsplit("/", 1)[-1]
             if info.file_size > max_bytes or info.is_dir():
                 continue
             with zf.open(info) as fh:
                 if fh.read(4) != b"\x7fELF":
                     continue
-            shipped.add(base)
-            wanted.update(needed(zf.read(info)))
+            # pyelftools seeks; a zip member stream cannot.
+            with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as spool, \
+                    zf.open(info) as fh:
+                shutil.copyfileobj(fh, spool)
+                spool.seek(0)
+                yield info.filename, spool
+
+
+def wheel_libraries(wheel: Path, max_bytes: int = MAX_MEMBER) -> list[str]:
+    """Sonames the ELF files in a wheel need, minus the ones the wheel ships itself."""
+    wanted: set[str] = set()
+    shipped: set[str] = set()
+    for name, stream in elf_members(wheel, max_bytes):
+        shipped.add(name.rsplit("/", 1)[-1])
+        wanted.update(needed_in(stream))
     return sorted(n for n in wanted if n not in shipped and not n.startswith("libpython"))
 
 
