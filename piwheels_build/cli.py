@@ -223,6 +223,7 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     stats_interval = 0 if args.stats else cfg.stats_interval
     summary = write_index(conn, cfg.www, full=args.full, progress=report,
                           stats_interval=stats_interval)
+    _warn_low_space(cfg, log)
     if not args.watch:
         print(summary)
         conn.close()
@@ -250,12 +251,22 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
             last = time.monotonic()
             if summary.packages_written or summary.projects_written or summary.packages_removed:
                 log.info("%s", summary)
+            _warn_low_space(cfg, log)
     except KeyboardInterrupt:
         pass
     except Stopped as e:
         log.info("index: %s", e)
     link.close()
     return 0
+
+
+def _warn_low_space(cfg: configmod.Config, log: logging.Logger) -> None:
+    """One warning line per index run while the store is below store_free_warning."""
+    from .diskspace import low_space_warning
+
+    line = low_space_warning(cfg.www, cfg.store_free_warning)
+    if line:
+        log.warning("%s", line)
 
 
 def _index_dirty(conn) -> bool:
@@ -285,11 +296,12 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(cfg: configmod.Config, args: argparse.Namespace) -> int:
-    from . import status
+    from . import diskspace, status
 
     conn = _conn(cfg)
     state = status.collect(conn)
     conn.close()
+    state["store"] = diskspace.status(cfg.www, cfg.store_free_warning)
     print(json.dumps(state, indent=2) if args.json else status.render(state))
     return 0
 

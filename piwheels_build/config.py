@@ -113,6 +113,10 @@ class Config:
     http_retries: int = setting(4, check=_not_negative)
     stats_interval: int = setting(300, check=_positive)
     root_interval: int = setting(300, check=_positive)
+    # The store's free space (diskspace.py): a warning below this, 0 for none; a builder
+    # refuses an upload that would leave less than the floor, 0 for no floor.
+    store_free_warning: Size = setting(10 << 30, check=_not_negative)
+    store_free_floor: Size = setting(1 << 30, check=_not_negative)
     # Not a key: the file the settings came from.
     source: Path | None = field(default=None, metadata={"key": False})
 

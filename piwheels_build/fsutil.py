@@ -55,7 +55,9 @@ def atomic_write(path: Path, mode: str = "wb", *, exclusive: bool = False,
     by default an existing file is replaced. ``durable`` fsyncs the file
     before and its directory after publishing (callers that write many files
     fsync them in one go instead: ``fsync_paths`` or ``sync_filesystem``).
-    On any error the temporary file is removed and the target is untouched.
+    On any error the target is untouched and the temporary file is removed
+    (unless the file system has stopped answering: a store whose mount is gone),
+    and that error is raised.
     """
     tmp = temp_name(path)
     enc = None if "b" in mode else "utf-8"
@@ -76,9 +78,15 @@ def atomic_write(path: Path, mode: str = "wb", *, exclusive: bool = False,
             _publish_exclusive(tmp, path)
         else:
             os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException:
+        # The error that stopped the write is the one to report: a store whose mount
+        # is gone fails this unlink too (EIO), and the index writer's sweep removes
+        # the hidden leftover later (docs/reliability.md, the store's mount gone).
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+    with contextlib.suppress(FileNotFoundError):  # after a link: the temporary name
+        os.unlink(tmp)
     if durable:
         fsync_dir(path.parent)
 

@@ -10,6 +10,7 @@ import psycopg2
 import psycopg2.errors
 
 from . import queue
+from .diskspace import human
 
 
 def farm_stats(cur: Any, detail: bool = True) -> dict[str, Any]:
@@ -82,6 +83,13 @@ def render(s: dict[str, Any]) -> str:
                                   for abi, q in s["queue"].items()) or "no active ABI yet"),
         f"index:    {s['index_dirty']:,} packages waiting to be written",
     ]
+    if "store" in s:  # the master's www/ (diskspace.status, added by the CLI)
+        st = s["store"]
+        if st["free_bytes"] is not None:
+            lines.append(f"store:    {human(st['free_bytes'])} free of {human(st['total_bytes'])}"
+                         f" on {st['path']}")
+        if st["warning"]:
+            lines.append(f"warning:  {st['warning']}")
     for b in s["builders"]:
         lines.append(f"builder:  {b['name']} {b['abi']} {b['platform']}: {b['builds']:,} builds,"
                      f" {b['successes']:,} ok, last seen {b['last_seen'][:19]}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from .diskspace import check_room
 from .errors import StoreError
 from .fsutil import CHUNK, atomic_write, fsync_dir, sha256_file, symlink_atomic, write_bytes
 from .names import normalize
@@ -39,14 +40,31 @@ def _same_bytes(path: Path, digest: str) -> bool:
         return False  # a dangling alias: nothing worth keeping
 
 
-def _copy(src: Path, f: IO[bytes]) -> str:
-    """Copy src into the open file f and return the SHA-256 of what was written."""
+def _copy(src: Path, f: IO[bytes]) -> tuple[str, int]:
+    """Copy src into the open file f; the SHA-256 and the size of what was written."""
     h = hashlib.sha256()
+    size = 0
     with open(src, "rb") as s:
         while chunk := s.read(CHUNK):
             h.update(chunk)
             f.write(chunk)
-    return h.hexdigest()
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _check_published(final: Path, size: int) -> None:
+    """The file just published has the size written, or it goes (it is not recorded yet).
+
+    One stat, not a second read of the whole wheel over sshfs: a store that lost
+    part of an upload (a mount detached and reattached under the write) shows as
+    a short file, and is never recorded.
+    """
+    got = os.stat(final).st_size
+    if got != size:
+        with contextlib.suppress(OSError):
+            os.unlink(final)
+        raise StoreError(f"store: {final.name} has {got} bytes after the upload, not {size}; "
+                         "removed, the build is retried")
 
 
 class Store:
@@ -65,18 +83,24 @@ class Store:
         return self.root / pkg / filename
 
     def put(self, package: str, filename: str, src: Path, *,
-            may_replace: Callable[[str], bool] | None = None) -> Path:
+            may_replace: Callable[[str], bool] | None = None, floor: int = 0) -> Path:
         """Publish src as filename; identical bytes are a no-op, different bytes need consent.
 
         ``may_replace(filename)`` is asked only when a file with other bytes is
         already there (the caller answers "not recorded in the database", i.e. a
-        leftover of a build that never finished).
+        leftover of a build that never finished). Nothing is written when a new
+        file would leave less than ``floor`` bytes free (``store_free_floor``).
+        Raises StoreError (one line) then, and when the file cannot be written (a
+        full disk, a store whose mount is gone) or the published file does not have
+        the size written; nothing partial is visible.
         """
         final = self.path(package, filename)
         try:
+            if floor and not os.path.lexists(final):  # a retry of a stored wheel needs none
+                check_room(final.parent, Path(src).stat().st_size, floor)
             try:
                 with atomic_write(final, exclusive=True, durable=True) as f:
-                    digest = _copy(Path(src), f)
+                    digest, size = _copy(Path(src), f)
             except FileExistsError:
                 if _same_bytes(final, digest):
                     return final
@@ -86,7 +110,8 @@ class Store:
                         "published files are never overwritten"
                     ) from None
                 with atomic_write(final, durable=True) as f:
-                    _copy(Path(src), f)
+                    digest, size = _copy(Path(src), f)
+            _check_published(final, size)
         except OSError as e:
             raise StoreError(f"store: cannot write {final}: {e.strerror or e}") from None
         return final

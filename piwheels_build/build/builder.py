@@ -347,7 +347,8 @@ class Builder:
         for path in built:
             info = wheels.verify(path, claim.package, claim.version, abi=interp.abi_tag,
                                  platform=interp.platform_tag, pyver=interp.pyver)
-            self.store.put(claim.package, info.filename, path, may_replace=self._unrecorded)
+            self.store.put(claim.package, info.filename, path, may_replace=self._unrecorded,
+                           floor=self.cfg.store_free_floor)
             meta_sha = self.store.put_metadata(claim.package, info.filename, info.metadata)
             rec = info.record()
             rec["metadata_sha256"] = meta_sha
