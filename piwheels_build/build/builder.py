@@ -1,4 +1,4 @@
-"""Claim a build, build it with pip in a fresh HOME/TMPDIR, verify, store, record.
+"""Claim a build, build it in the sandbox (build/buildenv.py), verify, store, record.
 
 The builder talks to the database only through the functions a builder role
 may call (register_builder, claim_build, heartbeat_build, finish_build,
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform as pyplatform
-import re
 import shutil
 import threading
 import time
@@ -30,10 +29,11 @@ from ..errors import PiwheelsError, StoreError, WheelRejected
 from ..queue import Claim
 from ..store import Store
 from . import buildlog, elfdeps, preflight, wheels
+from .buildenv import BuildEnv, Sources
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
-from .sdists import SdistError, build_requirements
+from .sdists import SdistError, build_system
 
 
 @dataclass
@@ -253,37 +253,22 @@ class Builder:
         except PiwheelsError as e:
             return Outcome("infrastructure", time.monotonic() - start, str(e).encode())
         self.box.give(sdist)
-        inside_sdist = self.box.inside(work, "src", sdist.name)
-        if self.cfg.build_network == "offline":
-            try:
-                requires = build_requirements(sdist)
-            except SdistError as e:
-                return Outcome("failed", time.monotonic() - start, f"[piwheels] {e}\n".encode())
-            wheelhouse = self.box.inside(work, "wheelhouse")
-            key = (interp.path, self.upstream, *requires)
-            reused = self.reqs.get(key, work / "build" / "wheelhouse", self.box.give)
-            if reused is not None:
-                log.note("build requirements " + " ".join(requires) + ": the wheels fetched "
-                         "for an earlier build, sha256 checked: " + " ".join(reused))
-            else:
-                fetch = self._run(interp, work, lost, start, network=True, argv=[
-                    interp.path, "-m", "pip", "download", "--no-cache-dir", "--progress-bar",
-                    "off", "--index-url", self.upstream, *self._trusted(), "--dest", wheelhouse,
-                    *requires])
-                log.add("fetch build requirements: " + " ".join(requires), fetch)
-                if fetch.reason != "exit" or fetch.returncode != 0:
-                    return log.outcome(_classify(fetch, fetching=True), start)
-                self.reqs.put(key, work / "build" / "wheelhouse")
-            source = ["--no-index", "--find-links", wheelhouse]
-        else:
-            source = ["--index-url", self.upstream, *self._trusted()]
-        built = self._run(interp, work, lost, start,
-                          network=self.cfg.build_network == "online", argv=[
-                              interp.path, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
-                              "-v", "--progress-bar", "off", *source,
-                              "--wheel-dir", self.box.inside(work, "out"), inside_sdist])
-        log.add(f"build {claim.package} {claim.version} for {interp.abi_tag}", built)
-        status = _classify(built)
+        try:
+            system = build_system(sdist)
+        except SdistError as e:
+            return Outcome("failed", time.monotonic() - start, f"[piwheels] {e}\n".encode())
+
+        def run(argv: list[str], *, network: bool, cwd: str | None = None,
+                env: dict[str, str] | None = None) -> RunResult:
+            return self._run(interp, work, lost, start, network=network, argv=argv, cwd=cwd,
+                             env=env)
+
+        env = BuildEnv(interp, self.box, work, run, log, self.reqs,
+                       Sources(self.upstream, self._trusted()),
+                       online=self.cfg.build_network == "online")
+        log.note(f"build {claim.package} {claim.version} for {interp.abi_tag} with "
+                 f"{system.backend}")
+        status = env.build(sdist, system)
         files: list[dict] = []
         if status == "success":
             try:
@@ -306,14 +291,15 @@ class Builder:
             else []
 
     def _run(self, interp: Interpreter, work: Path, lost: threading.Event, start: float, *,
-             network: bool, argv: list[str]) -> RunResult:
+             network: bool, argv: list[str], cwd: str | None = None,
+             env: dict[str, str] | None = None) -> RunResult:
         remaining = max(self.cfg.build_timeout - (time.monotonic() - start), 1.0)
         limits = Limits(timeout=remaining, memory=self.cfg.build_memory,
                         disk=self.cfg.build_disk, log=self.cfg.log_limit,
                         pids=self.cfg.build_pids)
         readonly = sorted({interp.prefix, _interpreter_home(interp.path)})
-        return self.box.run(argv, work, env=self.box.env(work), network=network,
-                            readonly=readonly, limits=limits, lost=lost)
+        return self.box.run(argv, work, env=env or self.box.env(work), network=network,
+                            readonly=readonly, limits=limits, lost=lost, cwd=cwd)
 
     def _download(self, claim: Claim, dest_dir: Path) -> Path:
         name = Path(claim.sdist_filename).name
@@ -369,40 +355,6 @@ def _interpreter_home(path: str) -> str:
     pyvenv.cfg) or the directory of the executable."""
     bindir = Path(path).parent
     return str(bindir.parent if (bindir.parent / "pyvenv.cfg").exists() else bindir)
-
-
-_OOM = (b"MemoryError", b"Cannot allocate memory", b"virtual memory exhausted",
-        b"out of memory", b"std::bad_alloc")
-_MISSING = (b"ModuleNotFoundError: No module named", b"ImportError: No module named",
-            b"No matching distribution found", b"Could not find a version that satisfies")
-_MISSING_HEADER = re.compile(rb"fatal error: [^\n]*\.h: No such file or directory")
-_NETWORK = (b"NewConnectionError", b"Max retries exceeded", b"Temporary failure in name",
-            b"Connection refused", b"ReadTimeoutError")
-
-
-def _classify(result: RunResult, fetching: bool = False) -> str:
-    """Whose fault a failed run was: the package's (failed, missing-build-dependency,
-    timeout, out-of-memory) or the farm's (infrastructure: retried)."""
-    if result.reason == "timeout":
-        return "timeout"
-    if result.reason == "memory":
-        return "out-of-memory"
-    if result.reason == "lost":
-        return "infrastructure"
-    if result.reason == "disk":
-        return "failed"
-    if result.returncode == 0:
-        return "success"
-    if result.returncode is None:
-        return "infrastructure"  # the sandbox itself could not start
-    text = result.log
-    if any(m in text for m in _NETWORK) and fetching:
-        return "infrastructure"
-    if any(m in text for m in _MISSING) or _MISSING_HEADER.search(text):
-        return "missing-build-dependency"
-    if any(m in text for m in _OOM):
-        return "out-of-memory"
-    return "infrastructure" if fetching else "failed"
 
 
 class _Log:

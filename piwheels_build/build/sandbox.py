@@ -339,11 +339,14 @@ class Sandbox:
             self.owned = None
 
     def new_workdir(self) -> Path:
-        """A fresh directory for one build: build/{home,tmp,src,out} owned by the build user."""
+        """A fresh directory for one build, owned by the build user: build/{home,tmp,src,out}
+        and the build environment's wheelhouse/, wheelhouse-dynamic/, hooks/ (the
+        PEP 517 hook script) and hookctl/ (its input and output)."""
         work = Path(tempfile.mkdtemp(prefix="piwheels-build-", dir=self.owned or self.workroot))
         os.chmod(work, 0o711)
         build = work / "build"
-        for sub in ("", "home", "tmp", "src", "out", "wheelhouse"):
+        for sub in ("", "home", "tmp", "src", "out", "wheelhouse", "wheelhouse-dynamic",
+                    "hooks", "hookctl"):
             (build / sub).mkdir(exist_ok=True)
             if self.user:
                 os.chown(build / sub, *self.user)
@@ -378,8 +381,12 @@ class Sandbox:
         return env
 
     def command(self, argv: list[str], work: Path, env: dict[str, str], *, network: bool,
-                readonly: list[str], limits: Limits, rlimit_memory: bool) -> list[str]:
-        """The full command line: bwrap (or nothing), the user switch, rlimits, argv."""
+                readonly: list[str], limits: Limits, rlimit_memory: bool,
+                cwd: str | None = None) -> list[str]:
+        """The full command line: bwrap (or nothing), the user switch, rlimits, argv.
+
+        ``cwd`` is a directory as the command sees it (``inside``), the build
+        directory by default."""
         prlimit = ["prlimit", f"--fsize={limits.disk}", "--core=0"]
         if rlimit_memory:
             prlimit += [f"--as={limits.memory}", f"--nproc={limits.pids}"]
@@ -401,7 +408,7 @@ class Sandbox:
         cmd += self._hide_args()
         cmd += self._readonly_args(readonly)
         cmd += ["--perms", "0755", "--dir", str(INSIDE),
-                "--bind", str(work / "build"), str(INSIDE), "--chdir", str(INSIDE),
+                "--bind", str(work / "build"), str(INSIDE), "--chdir", cwd or str(INSIDE),
                 "--clearenv"]
         for key, value in env.items():
             cmd += ["--setenv", key, value]
@@ -441,13 +448,16 @@ class Sandbox:
 
     def run(self, argv: list[str], work: Path, *, env: dict[str, str], network: bool,
             readonly: list[str], limits: Limits, lost: threading.Event | None = None,
-            cgroup_name: str | None = None) -> RunResult:
-        """Run argv in the sandbox; kill everything it started when it ends or overruns."""
+            cgroup_name: str | None = None, cwd: str | None = None) -> RunResult:
+        """Run argv in the sandbox; kill everything it started when it ends or overruns.
+
+        ``cwd``: where it starts, as the command sees it (``inside``); the build
+        directory when None."""
         start = time.monotonic()
         group = Cgroup.create(cgroup_name or f"run-{process_tag()}-{time.monotonic_ns()}",
                               limits.memory, limits.pids)
         cmd = self.command(argv, work, env, network=network, readonly=readonly,
-                           limits=limits, rlimit_memory=group is None)
+                           limits=limits, rlimit_memory=group is None, cwd=cwd)
         if group:
             cmd = group.wrap(cmd)
         read_fd, write_fd = os.pipe()
@@ -455,7 +465,9 @@ class Sandbox:
         collector.start()
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=write_fd,
-                                    stderr=write_fd, env=env, cwd=str(work / "build"),
+                                    stderr=write_fd, env=env,
+                                    cwd=str(work / "build") if cwd is None or
+                                    self.kind == "bubblewrap" else cwd,
                                     start_new_session=True)
         except OSError as e:
             os.close(write_fd)
