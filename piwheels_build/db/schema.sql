@@ -172,6 +172,21 @@ SELECT jsonb_build_object(
                                AND q.not_before > now()) AS waiting
                     FROM abis a LEFT JOIN queue q ON q.abi_tag = a.abi_tag
                     GROUP BY a.abi_tag) q),
+    'not_for_python', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                           'abi', r.abi_tag, 'versions', r.n)
+                                       ORDER BY r.py_major, r.py_minor, r.abi_tag), '[]')
+                       FROM (SELECT a.abi_tag, a.py_major, a.py_minor,
+                                    coalesce(sum(m.n), 0) AS n
+                             FROM abis a
+                             LEFT JOIN (SELECT python_excluded AS mask, count(*) AS n
+                                        FROM versions
+                                        WHERE python_excluded <> 0 AND NOT deleted
+                                          AND skip_reason IS NULL
+                                        GROUP BY 1) m
+                                    ON python_excludes(m.mask, a.py_major, a.py_minor)
+                             WHERE a.active
+                             GROUP BY a.abi_tag) r),
+    'requires_python_pending', (SELECT count(*) FROM versions WHERE python_excluded IS NULL),
     'index_dirty', (SELECT count(*) FROM index_dirty)
 )
 $$;
@@ -182,6 +197,34 @@ CREATE FUNCTION public.file_is_recorded(p_filename text) RETURNS boolean
     AS $$
     SELECT EXISTS (SELECT 1 FROM files WHERE filename = p_filename AND alias_of IS NULL)
 $$;
+
+CREATE FUNCTION public.fill_requires_python(p_packages text[], p_versions text[], p_specs text[], p_masks bigint[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    n integer;
+    active_bits bigint;
+    pkgs text[];
+    vers text[];
+BEGIN
+    SELECT coalesce(bit_or(python_bit(a.py_major, a.py_minor)), 0) INTO active_bits
+    FROM abis a WHERE a.active;
+    WITH u AS (
+        UPDATE versions v SET requires_python = x.spec, python_excluded = x.mask
+        FROM unnest(p_packages, p_versions, p_specs, p_masks) AS x(package, version, spec, mask)
+        WHERE v.package = x.package AND v.version = x.version AND v.python_excluded IS NULL
+        RETURNING v.package, v.version, v.python_excluded
+    )
+    SELECT count(*), array_agg(u.package) FILTER (WHERE u.python_excluded & active_bits <> 0),
+           array_agg(u.version) FILTER (WHERE u.python_excluded & active_bits <> 0)
+    INTO n, pkgs, vers FROM u;
+    IF pkgs IS NOT NULL THEN
+        PERFORM refresh_queue(x.package, x.version) FROM unnest(pkgs, vers) AS x(package, version);
+        PERFORM mark_dirty(ARRAY(SELECT DISTINCT unnest(pkgs)));
+    END IF;
+    RETURN n;
+END $$;
 
 CREATE FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb DEFAULT '[]'::jsonb) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -198,7 +241,7 @@ DECLARE
     delay double precision;
 BEGIN
     IF p_status NOT IN ('success', 'failed', 'timeout', 'out-of-memory',
-                        'missing-build-dependency', 'infrastructure') THEN
+                        'missing-build-dependency', 'infrastructure', 'not-for-python') THEN
         RAISE EXCEPTION 'invalid build status %', p_status;
     END IF;
     SELECT * INTO b FROM builds WHERE builds.build_id = p_build_id FOR UPDATE;
@@ -309,7 +352,8 @@ END $$;
 CREATE FUNCTION public.is_final_status(status text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-    SELECT status IN ('success', 'failed', 'timeout', 'out-of-memory', 'missing-build-dependency')
+    SELECT status IN ('success', 'failed', 'timeout', 'out-of-memory', 'missing-build-dependency',
+                      'not-for-python')
 $$;
 
 CREATE FUNCTION public.load_project_list(p_names text[], p_packages text[], p_serials bigint[]) RETURNS void
@@ -421,6 +465,19 @@ CREATE FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) RE
            needs_sync = coalesce(v.serial < p.upstream_serial, false)
     FROM unnest(p_packages, p_serials) AS v(package, serial)
     WHERE p.package = v.package
+$$;
+
+CREATE FUNCTION public.python_bit(p_major integer, p_minor integer) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN p_major = 3 AND p_minor BETWEEN 0 AND 62
+                THEN 1::bigint << p_minor END
+$$;
+
+CREATE FUNCTION public.python_excludes(p_mask bigint, p_major integer, p_minor integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce(p_mask & python_bit(p_major, p_minor) <> 0, false)
 $$;
 
 CREATE FUNCTION public.redirty(p_packages text[]) RETURNS void
@@ -662,18 +719,20 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) RETURNS void
+CREATE FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[], p_requires_python text[], p_python_excluded bigint[]) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
     INSERT INTO versions (package, version, released, yanked, yanked_reason, prerelease,
-                          deleted, skip_reason)
+                          deleted, skip_reason, requires_python, python_excluded)
     SELECT * FROM unnest(p_packages, p_versions, p_released, p_yanked, p_yanked_reasons,
-                         p_prerelease, p_deleted, p_skip_reasons)
+                         p_prerelease, p_deleted, p_skip_reasons, p_requires_python,
+                         p_python_excluded)
     ON CONFLICT (package, version) DO UPDATE SET released = EXCLUDED.released,
         yanked = EXCLUDED.yanked, yanked_reason = EXCLUDED.yanked_reason,
         prerelease = EXCLUDED.prerelease, deleted = EXCLUDED.deleted,
-        skip_reason = EXCLUDED.skip_reason
+        skip_reason = EXCLUDED.skip_reason, requires_python = EXCLUDED.requires_python,
+        python_excluded = EXCLUDED.python_excluded
 $$;
 
 CREATE TABLE public.abi_skips (
@@ -732,7 +791,7 @@ CREATE TABLE public.builds (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
     duration double precision,
-    CONSTRAINT builds_status_check CHECK ((status = ANY (ARRAY['building'::text, 'success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'infrastructure'::text, 'abandoned'::text])))
+    CONSTRAINT builds_status_check CHECK ((status = ANY (ARRAY['building'::text, 'success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'infrastructure'::text, 'abandoned'::text, 'not-for-python'::text])))
 );
 
 CREATE SEQUENCE public.builds_build_id_seq
@@ -842,6 +901,8 @@ CREATE TABLE public.versions (
     skip_reason text,
     skip_note text,
     added_at timestamp with time zone DEFAULT now() NOT NULL,
+    requires_python text,
+    python_excluded bigint,
     CONSTRAINT versions_skip_reason_check CHECK ((skip_reason = ANY (ARRAY['binary-only'::text, 'deleted'::text, 'yanked'::text, 'admin'::text, 'too-many-failures'::text])))
 );
 
@@ -856,7 +917,7 @@ CREATE VIEW public.wanted_builds AS
             b.version,
             array_agg(DISTINCT b.abi_tag) AS abis
            FROM public.builds b
-          WHERE (b.status = ANY (ARRAY['success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text]))
+          WHERE (b.status = ANY (ARRAY['success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'not-for-python'::text]))
           GROUP BY b.package, b.version) fin ON (((fin.package = v.package) AND (fin.version = v.version))))
      LEFT JOIN ( SELECT s.package,
             s.version,
@@ -870,12 +931,21 @@ CREATE VIEW public.wanted_builds AS
            FROM public.files f
           WHERE (f.abi_tag = ANY (ARRAY['none'::text, 'abi3'::text]))
           GROUP BY f.package, f.version) cov ON (((cov.package = v.package) AND (cov.version = v.version))))
-     CROSS JOIN public.abis a)
-  WHERE (a.active AND (NOT v.deleted) AND (v.skip_reason IS NULL) AND (NOT p.deleted) AND (p.skip_reason IS NULL) AND ((a.abi_tag = ( SELECT x.abi_tag
-           FROM public.abis x
-          WHERE x.active
-          ORDER BY x.py_major, x.py_minor, x.abi_tag
-         LIMIT 1)) OR (NOT (COALESCE(fin.abis, '{}'::text[]) <@ ARRAY[a.abi_tag])) OR (NOT (COALESCE(sk.abis, '{}'::text[]) <@ ARRAY[a.abi_tag]))) AND (NOT (a.abi_tag = ANY (COALESCE(fin.abis, '{}'::text[])))) AND (NOT (a.abi_tag = ANY (COALESCE(sk.abis, '{}'::text[])))) AND (NOT COALESCE(cov.pure, false)) AND (NOT COALESCE((cov.abi3_from <= ((a.py_major * 100) + a.py_minor)), false)));
+     CROSS JOIN ( SELECT x.abi_tag,
+            x.py_major,
+            x.py_minor,
+            COALESCE(bit_or(x."bit") OVER w, (0)::bigint) AS lower_bits,
+            COALESCE(bool_or((x."bit" IS NULL)) OVER w, false) AS lower_other
+           FROM ( SELECT ab.abi_tag,
+                    ab.py_major,
+                    ab.py_minor,
+                    ab.active,
+                    ab.added_at,
+                    public.python_bit(ab.py_major, ab.py_minor) AS "bit"
+                   FROM public.abis ab
+                  WHERE ab.active) x
+          WINDOW w AS (ORDER BY x.py_major, x.py_minor, x.abi_tag ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) a)
+  WHERE ((NOT v.deleted) AND (v.skip_reason IS NULL) AND (NOT p.deleted) AND (p.skip_reason IS NULL) AND (NOT public.python_excludes(v.python_excluded, a.py_major, a.py_minor)) AND (((NOT a.lower_other) AND ((a.lower_bits & (~ COALESCE(v.python_excluded, (0)::bigint))) = 0)) OR (NOT (COALESCE(fin.abis, '{}'::text[]) <@ ARRAY[a.abi_tag])) OR (NOT (COALESCE(sk.abis, '{}'::text[]) <@ ARRAY[a.abi_tag]))) AND (NOT (a.abi_tag = ANY (COALESCE(fin.abis, '{}'::text[])))) AND (NOT (a.abi_tag = ANY (COALESCE(sk.abis, '{}'::text[])))) AND (NOT COALESCE(cov.pure, false)) AND (NOT COALESCE((cov.abi3_from <= ((a.py_major * 100) + a.py_minor)), false)));
 
 ALTER TABLE ONLY public.builders ALTER COLUMN builder_id SET DEFAULT nextval('public.builders_builder_id_seq'::regclass);
 
@@ -952,6 +1022,8 @@ CREATE INDEX queue_leases ON public.queue USING btree (lease_expires) WHERE (bui
 CREATE INDEX queue_next ON public.queue USING btree (abi_tag, priority DESC, released DESC) WHERE (build_id IS NULL);
 
 CREATE INDEX upstream_files_version ON public.upstream_files USING btree (package, version);
+
+CREATE INDEX versions_python_pending ON public.versions USING btree (package, version) WHERE (python_excluded IS NULL);
 
 ALTER TABLE ONLY public.abi_skips
     ADD CONSTRAINT abi_skips_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
@@ -1032,6 +1104,9 @@ REVOKE ALL ON FUNCTION public.file_is_recorded(p_filename text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.file_is_recorded(p_filename text) TO piwheels_master;
 GRANT ALL ON FUNCTION public.file_is_recorded(p_filename text) TO piwheels_builder;
 
+REVOKE ALL ON FUNCTION public.fill_requires_python(p_packages text[], p_versions text[], p_specs text[], p_masks bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.fill_requires_python(p_packages text[], p_versions text[], p_specs text[], p_masks bigint[]) TO piwheels_master;
+
 REVOKE ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) TO piwheels_master;
 GRANT ALL ON FUNCTION public.finish_build(p_build_id bigint, p_status text, p_duration double precision, p_log bytea, p_log_size bigint, p_log_truncated boolean, p_files jsonb) TO piwheels_builder;
@@ -1096,8 +1171,8 @@ GRANT ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_ab
 REVOKE ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) TO piwheels_master;
 
-REVOKE ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[]) TO piwheels_master;
+REVOKE ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[], p_requires_python text[], p_python_excluded bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[], p_requires_python text[], p_python_excluded bigint[]) TO piwheels_master;
 
 GRANT ALL ON TABLE public.abi_skips TO piwheels_master;
 GRANT SELECT ON TABLE public.abi_skips TO piwheels_web;

@@ -1,4 +1,4 @@
-"""The Python face of the master's write functions (db/migrations/0006).
+"""The Python face of the master's write functions (db/migrations/0006, 0008).
 
 Every write that sync and the index writer make is one of these SQL
 functions; this module is the one place Python calls them, one wrapper per
@@ -106,11 +106,24 @@ def packages_synced(cur: Cursor, rows: Sequence[tuple[str, int | None]]) -> None
 
 def write_versions(cur: Cursor, rows: Sequence[tuple]) -> None:
     """New or changed version rows: (package, version, released, yanked, yanked_reason,
-    prerelease, deleted, skip_reason) (``write_versions``)."""
+    prerelease, deleted, skip_reason, requires_python, python_excluded) (``write_versions``;
+    the last two: the sdist's specifier and ``requirespython.excluded_mask`` of it)."""
     if rows:
         cur.execute("SELECT write_versions(%s::text[], %s::text[], %s::timestamptz[],"
-                    " %s::boolean[], %s::text[], %s::boolean[], %s::boolean[], %s::text[])",
-                    _columns(rows, 8))
+                    " %s::boolean[], %s::text[], %s::boolean[], %s::boolean[], %s::text[],"
+                    " %s::text[], %s::bigint[])",
+                    _columns(rows, 10))
+
+
+def fill_requires_python(cur: Cursor, rows: Sequence[tuple[str, str, str | None, int]]) -> int:
+    """Versions not evaluated yet: (package, version, specifier, mask) rows; only rows
+    still unevaluated are written, the queue refreshed where an active ABI is now ruled
+    out (``fill_requires_python``, migration 0008). How many were written."""
+    if not rows:
+        return 0
+    cur.execute("SELECT fill_requires_python(%s::text[], %s::text[], %s::text[],"
+                " %s::bigint[])", _columns(rows, 4))
+    return cur.fetchone()[0]
 
 
 def write_upstream_files(cur: Cursor, rows: Sequence[tuple], stale: list[str]) -> None:

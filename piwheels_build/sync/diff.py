@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
+from .. import requirespython
 from .simpleapi import ProjectPage, classify
 from .summary import SyncSummary
 
@@ -23,6 +24,8 @@ class VersionRow(NamedTuple):
     prerelease: bool
     deleted: bool
     skip_reason: str | None
+    requires_python: str | None = None   # the sdist's, as the upstream gave it
+    python_excluded: int | None = None   # requirespython.excluded_mask of it (None: not yet)
 
 
 def group_files(package: str, page: ProjectPage) -> tuple[dict[str, tuple], dict[str, list[tuple]]]:
@@ -60,9 +63,19 @@ def _skip_reason(old: str | None, has_sdist: bool, yanked: bool, skip_yanked: bo
     return None
 
 
+def sdist_requires_python(files: list[tuple]) -> str | None:
+    """The Requires-Python of the sdist a builder downloads (claim_build's choice: a
+    .tar.gz first, then by file name), stripped; None when it gives none."""
+    sdists = sorted((not f.filename.endswith(".tar.gz"), f.filename, f)
+                    for kind, f in files if kind == "sdist")
+    spec = sdists[0][2].requires_python if sdists else None
+    return spec.strip() or None if spec else None
+
+
 def _plan_version(version: str, files: list[tuple], old: VersionRow | None,
                   skip_yanked: bool) -> VersionRow:
-    """The row a version should have: released is its earliest upload, yanked if all files are."""
+    """The row a version should have: released is its earliest upload, yanked if all files
+    are; the sdist's Requires-Python and the Python minors it excludes."""
     times = [f.upload_time for _, f in files if f.upload_time is not None]
     if times:
         released = min(times)
@@ -72,7 +85,9 @@ def _plan_version(version: str, files: list[tuple], old: VersionRow | None,
     reason = next((f.yanked_reason for _, f in files if f.yanked_reason), None) if yanked else None
     has_sdist = any(kind == "sdist" for kind, _ in files)
     skip = _skip_reason(old.skip_reason if old else None, has_sdist, yanked, skip_yanked)
-    return VersionRow(released, yanked, reason, _is_prerelease(version), False, skip)
+    spec = sdist_requires_python(files)
+    return VersionRow(released, yanked, reason, _is_prerelease(version), False, skip,
+                      spec, requirespython.excluded_mask(spec))
 
 
 def _count(old: VersionRow | None, new: VersionRow, summary: SyncSummary) -> None:
@@ -86,6 +101,9 @@ def _count(old: VersionRow | None, new: VersionRow, summary: SyncSummary) -> Non
         summary.binary_only += 1
     if new.deleted and not (old and old.deleted):
         summary.deleted_versions += 1
+    if new.requires_python != (old.requires_python if old else None) and \
+            not requirespython.is_valid(new.requires_python):
+        summary.invalid_requires_python += 1
 
 
 def plan_versions(package: str, groups: dict[str, list[tuple]], old: dict[str, VersionRow],

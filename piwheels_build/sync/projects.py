@@ -255,8 +255,8 @@ def _rows_of(cur: Cursor, sql: str, packages: list[str]) -> list[tuple]:
 def _old_versions(cur: Cursor, packages: list[str]) -> dict[str, dict[str, VersionRow]]:
     out: dict[str, dict[str, VersionRow]] = defaultdict(dict)
     for r in _rows_of(cur, "SELECT package, version, released, yanked, yanked_reason,"
-                           " prerelease, deleted, skip_reason FROM versions"
-                           " WHERE package = ANY(%s)", packages):
+                           " prerelease, deleted, skip_reason, requires_python,"
+                           " python_excluded FROM versions WHERE package = ANY(%s)", packages):
         out[r[0]][r[1]] = VersionRow(*r[2:])
     return out
 

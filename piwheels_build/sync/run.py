@@ -12,6 +12,7 @@ import psycopg2.extensions
 from ..config import Config
 from ..errors import UpstreamError
 from ..names import is_valid_name, normalize
+from .backfill import fill as fill_requires_python
 from .projectlist import named_targets, pending_projects, sync_changelog_only, sync_list
 from .projects import sync_projects
 from .summary import Progress, SyncProgress, SyncSummary
@@ -55,6 +56,8 @@ def sync(
             summary.projects_seen = total = len(named)
             targets = iter(named_targets(conn, named))
         sync_projects(conn, cfg, up, targets, total, summary, report)
+        # Versions synced before migration 0008 (a no-op once they are all evaluated).
+        fill_requires_python(conn, summary, report)
     except BaseException:
         if not conn.closed:
             conn.rollback()

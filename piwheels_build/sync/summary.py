@@ -22,6 +22,8 @@ class SyncSummary:
     deleted_versions: int = 0
     deleted_packages: int = 0
     binary_only: int = 0
+    invalid_requires_python: int = 0   # versions whose sdist's specifier is ignored
+    requires_python_filled: int = 0    # versions evaluated by the one-shot fill (0008)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
@@ -32,7 +34,11 @@ class SyncSummary:
             f"{self.yanked:,} yanked, {self.unyanked:,} unyanked, "
             f"{self.deleted_versions:,} versions deleted, "
             f"{self.deleted_packages:,} packages deleted, {self.binary_only:,} binary-only, "
-            f"{len(self.errors):,} errors in {self.elapsed:.1f}s"
+            + (f"{self.invalid_requires_python:,} with an invalid Requires-Python (ignored), "
+               if self.invalid_requires_python else "")
+            + (f"{self.requires_python_filled:,} versions' Requires-Python evaluated, "
+               if self.requires_python_filled else "")
+            + f"{len(self.errors):,} errors in {self.elapsed:.1f}s"
         )
 
     def add(self, other: SyncSummary) -> None:
@@ -68,7 +74,9 @@ class SyncProgress:
     list), ``listed`` (the list phase is done: ``done`` projects listed,
     ``total`` flagged to sync), ``changelog`` (reading it), ``changelog-read``
     (the changelog-only list phase is done, same counts as ``listed``),
-    ``projects`` (``done`` of ``total`` flagged projects written or failed).
+    ``projects`` (``done`` of ``total`` flagged projects written or failed),
+    ``requires-python`` (``done`` of ``total`` versions synced before migration 0008
+    whose Requires-Python was evaluated: sync/backfill.py).
     """
 
     text: str
@@ -80,7 +88,7 @@ class SyncProgress:
         return self.text
 
 
-STAGES = ("list", "listed", "changelog", "changelog-read", "projects")
+STAGES = ("list", "listed", "changelog", "changelog-read", "projects", "requires-python")
 
 
 class Progress:

@@ -5,7 +5,8 @@ import psycopg2
 import pytest
 
 BUILDER_FUNCTIONS = {"register_builder", "claim_build", "heartbeat_build", "finish_build",
-                     "file_is_recorded", "tag_pyver", "is_final_status"}
+                     "file_is_recorded", "tag_pyver", "is_final_status", "python_bit",
+                     "python_excludes"}
 
 
 def _executable_by(conn, role):
@@ -18,7 +19,8 @@ def _executable_by(conn, role):
 
 def test_builder_and_web_may_call_only_their_functions(conn):
     assert _executable_by(conn, "piwheels_builder") == BUILDER_FUNCTIONS
-    assert _executable_by(conn, "piwheels_web") == {"tag_pyver", "is_final_status", "farm_stats"}
+    assert _executable_by(conn, "piwheels_web") == {"tag_pyver", "is_final_status", "farm_stats",
+                                                    "python_bit", "python_excludes"}
     master = _executable_by(conn, "piwheels_master")
     for name in ("set_setting", "package_changed", "skip_version", "unskip_version",
                  "requeue_version", "merge_project_list", "write_versions",

@@ -14,7 +14,8 @@ import pytest
 from piwheels_build.serve import make_server
 
 BUILDER_CALLS = {"register_builder", "claim_build", "heartbeat_build", "finish_build",
-                 "file_is_recorded", "tag_pyver", "is_final_status"}
+                 "file_is_recorded", "tag_pyver", "is_final_status", "python_bit",
+                 "python_excludes"}
 
 # A builder checks the schema version before it starts (db.check_schema): that and nothing
 # else is readable; it holds no secret.
