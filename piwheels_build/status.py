@@ -64,8 +64,27 @@ def collect(conn) -> dict[str, Any]:
              "successes": b["successes"]}
             for b in s["builders"]
         ],
+        # Versions whose Requires-Python rules an active ABI out (never queued for it, not
+        # failures; builds that found it in the sdist count as 'not-for-python' in builds),
+        # and versions not evaluated yet (migration 0008: the next sync run fills them).
+        "not_for_python": {r["abi"]: r["versions"] for r in s.get("not_for_python", [])},
+        "requires_python_pending": s.get("requires_python_pending", 0),
         "index_dirty": s["index_dirty"],
     }
+
+
+def _python_lines(s: dict[str, Any]) -> list[str]:
+    """What Requires-Python keeps off the queue: apart from failures, none when nothing."""
+    excluded = {abi: n for abi, n in s.get("not_for_python", {}).items() if n}
+    pending = s.get("requires_python_pending", 0)
+    out = []
+    if excluded:
+        out.append("python:   not for their Python (Requires-Python, not queued): "
+                    + ", ".join(f"{abi} {n:,} versions" for abi, n in excluded.items()))
+    if pending:
+        out.append(f"python:   {pending:,} versions' Requires-Python not evaluated yet "
+                   "(the next sync run does it)")
+    return out
 
 
 def render(s: dict[str, Any]) -> str:
@@ -83,6 +102,7 @@ def render(s: dict[str, Any]) -> str:
                                   for abi, q in s["queue"].items()) or "no active ABI yet"),
         f"index:    {s['index_dirty']:,} packages waiting to be written",
     ]
+    lines[4:4] = _python_lines(s)
     if "store" in s:  # the master's www/ (diskspace.status, added by the CLI)
         st = s["store"]
         if st["free_bytes"] is not None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 from ..names import abi_version
+from ..requirespython import excludes, is_valid
 from ..status import farm_stats
 
 BATCH = 1000
@@ -71,7 +72,8 @@ Q_BATCH = {
     "packages": "SELECT package, display_name, skip_reason, deleted FROM packages"
                 " WHERE package = ANY(%s)",
     "versions": "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
-                " skip_reason, skip_note FROM versions WHERE package = ANY(%s)",
+                " skip_reason, skip_note, requires_python, python_excluded FROM versions"
+                " WHERE package = ANY(%s)",
     "builds": "SELECT b.build_id, b.package, b.version, b.abi_tag, b.status, b.started_at,"
               " b.finished_at, b.duration, bu.name AS builder,"
               " EXISTS (SELECT 1 FROM build_logs l WHERE l.build_id = b.build_id) AS has_log"
@@ -187,15 +189,23 @@ def _build_entry(b: Any | None) -> dict[str, Any] | None:
 
 
 def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any],
-              builds: list[Any], batch: Batch, skip: str | None) -> dict[str, Any]:
-    """Status of one version on one ABI: built, building, queued, skipped, failed, ..."""
+              builds: list[Any], batch: Batch, skip: str | None,
+              requires_python: tuple[str | None, int | None] = (None, None)) -> dict[str, Any]:
+    """Status of one version on one ABI: built, building, queued, skipped, failed, ...,
+    or not-for-python (its sdist's ``requires_python`` (specifier, mask) rules the ABI's
+    Python out: never queued, no failure; or a build found it in the sdist's PKG-INFO)."""
     package, version, abi = key
     covering = [f.filename for f in files if _covers(f, abi, pyver)]
     finished = [b for b in builds if b.status not in ("building", "abandoned")]
     last = finished[-1] if finished else (builds[-1] if builds else None)
     q, s = batch.queue.get(key), batch.skips.get(key)
     note = None
-    if covering:
+    spec, mask = requires_python
+    python = f"{pyver[0]}.{pyver[1]}"
+    if excludes(mask, *pyver) and q is None and not any(f.abi_tag == abi for f in files):
+        # A pure or abi3 wheel "covers" it by its tags, but pip on this Python skips it.
+        status, note = "not-for-python", f"Requires-Python {spec}"
+    elif covering:
         status = "built"
     elif q is not None and q.build_id is not None:
         status = "building"
@@ -210,11 +220,13 @@ def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any
         status, note = "skipped", s.reason + (f": {s.note}" if s.note else "")
     elif last is not None and last.status != "abandoned":
         status = last.status
+        if status == "not-for-python":
+            note = "its sdist's PKG-INFO: see the log"
     elif skip:
         status, note = "skipped", skip
     else:
         status = "pending"
-    return {"abi": abi, "status": status, "note": note, "files": covering,
+    return {"abi": abi, "python": python, "status": status, "note": note, "files": covering,
             "build": _build_entry(last)}
 
 
@@ -235,7 +247,8 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
             skip = f"{skip}: {v.skip_note}"
         per_abi = group_by(builds_of.get(v.version, []), "abi_tag")
         cells = [_abi_cell((package, v.version, a.abi_tag), (a.py_major, a.py_minor), vfiles,
-                           per_abi.get(a.abi_tag, []), batch, skip) for a in abis]
+                           per_abi.get(a.abi_tag, []), batch, skip,
+                           (v.requires_python, v.python_excluded)) for a in abis]
         for cell in cells:
             if cell["build"] is None and cell["files"]:  # covered by another ABI's wheel
                 f = next(f for f in vfiles if f.filename == cell["files"][0])
@@ -243,7 +256,9 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
         out.append({
             "version": v.version, "released": iso_time(v.released), "prerelease": v.prerelease,
             "yanked": v.yanked, "yanked_reason": v.yanked_reason, "deleted": v.deleted,
-            "skip_reason": v.skip_reason, "skip_note": v.skip_note, "abis": cells,
+            "skip_reason": v.skip_reason, "skip_note": v.skip_note,
+            "requires_python": v.requires_python,
+            "requires_python_invalid": not is_valid(v.requires_python), "abis": cells,
             "files": [_file_entry(f, batch, by_id) for f in vfiles],
         })
     return {"name": package, "display_name": info.display_name,

@@ -60,8 +60,11 @@ def hostile_project() -> dict:
             "dependencies": {"apt": [EVIL], "pip": [EVIL, EVIL], "lib": [EVIL]}}
     version = {"version": EVIL, "released": EVIL, "prerelease": True, "yanked": True,
                "yanked_reason": EVIL, "deleted": True, "skip_reason": EVIL, "skip_note": EVIL,
-               "abis": [{"abi": EVIL, "status": EVIL, "note": EVIL, "files": [EVIL],
-                         "build": build}],
+               "requires_python": EVIL, "requires_python_invalid": True,
+               "abis": [{"abi": EVIL, "python": EVIL, "status": EVIL, "note": EVIL,
+                         "files": [EVIL], "build": build},
+                        {"abi": EVIL, "python": EVIL, "status": "not-for-python", "note": EVIL,
+                         "files": [], "build": None}],
                "files": [file]}
     return {"name": EVIL, "display_name": EVIL, "skip_reason": EVIL, "deleted": True,
             "abis": [EVIL], "versions": [version]}
@@ -88,7 +91,8 @@ def test_project_page_shows_hostile_text_as_text():
                   f"(alias of {EVIL})", f"Requires-Python {EVIL}", f"built by {EVIL}",
                   f"sha256 {EVIL}", f"apt install {EVIL}", f"{EVIL}\n{EVIL}",
                   f"libraries: {EVIL}", f"pip install {EVIL}",
-                  f"This package is not built: {EVIL}."):
+                  f"This package is not built: {EVIL}.", f"not for Python {EVIL}",
+                  f"Requires-Python {EVIL} (not a valid specifier: ignored)"):
         assert shown in text, shown
     hrefs = [v for k, v in page.attrs if k == "href"]
     assert EVIL in hrefs  # the log link and the file link: an attribute value, not markup
