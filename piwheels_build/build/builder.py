@@ -21,14 +21,14 @@ import psycopg2
 import psycopg2.extras
 import requests
 
-from .. import db, queue
+from .. import db, queue, requirespython
 from .. import http as retrying
 from ..config import Config
 from ..db.reconnect import Link, Stopped
 from ..errors import PiwheelsError, StoreError, WheelRejected
 from ..queue import Claim
 from ..store import Store
-from . import buildlog, elfdeps, preflight, wheels
+from . import buildlog, elfdeps, pkginfo, preflight, wheels
 from .buildenv import BuildEnv, Sources
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
@@ -253,6 +253,8 @@ class Builder:
         except PiwheelsError as e:
             return Outcome("infrastructure", time.monotonic() - start, str(e).encode())
         self.box.give(sdist)
+        if (why := _not_for_python(interp, sdist)) is not None:
+            return Outcome("not-for-python", time.monotonic() - start, why.encode())
         try:
             system = build_system(sdist)
         except SdistError as e:
@@ -348,6 +350,18 @@ class Builder:
 
     def _unrecorded(self, filename: str) -> bool:
         return not self.db.call(lambda c: queue.file_is_recorded(c, filename))
+
+
+def _not_for_python(interp: Interpreter, sdist: Path) -> str | None:
+    """The log line when the sdist's PKG-INFO Requires-Python rules this interpreter out
+    (checked with its exact version, as pip does); None to build. Sync queues by the
+    upstream's Requires-Python; this catches an sdist whose upstream entry gave none."""
+    spec = pkginfo.requires_python(sdist)
+    if spec is None or requirespython.admits(spec, interp.version):
+        return None
+    python = ".".join(map(str, interp.version))
+    return (f"[piwheels] not for Python {python}: the sdist's PKG-INFO says Requires-Python "
+            f"{spec}; not built for {interp.abi_tag} (not a failure, not retried)\n")
 
 
 def _interpreter_home(path: str) -> str:
