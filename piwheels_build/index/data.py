@@ -202,9 +202,12 @@ def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any
     note = None
     spec, mask = requires_python
     python = f"{pyver[0]}.{pyver[1]}"
-    if excludes(mask, *pyver) and q is None and not any(f.abi_tag == abi for f in files):
+    own = any(f.abi_tag == abi for f in files)
+    if excludes(mask, *pyver) and q is None and not own:
         # A pure or abi3 wheel "covers" it by its tags, but pip on this Python skips it.
         status, note = "not-for-python", f"Requires-Python {spec}"
+    elif last is not None and last.status == "not-for-python" and q is None and not own:
+        status, note = "not-for-python", "its sdist's PKG-INFO: see the log"
     elif covering:
         status = "built"
     elif q is not None and q.build_id is not None:
@@ -220,8 +223,6 @@ def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any
         status, note = "skipped", s.reason + (f": {s.note}" if s.note else "")
     elif last is not None and last.status != "abandoned":
         status = last.status
-        if status == "not-for-python":
-            note = "its sdist's PKG-INFO: see the log"
     elif skip:
         status, note = "skipped", skip
     else:
