@@ -89,7 +89,8 @@ results:
   type: list
   elements: dict
 failed_builds:
-  description: The entries of RV(results) whose status is not success.
+  description: The entries of RV(results) whose status is neither success nor
+    not-for-python (the sdist's Requires-Python rules the interpreter out).
   returned: always
   type: list
   elements: dict

@@ -55,3 +55,11 @@ def test_admits_checks_the_exact_interpreter_version_as_pip_does():
     assert admits(">=3.8.1", (3, 8, 10))
     assert not admits(">=3.9", (3, 8, 20))
     assert admits(None, (3, 8, 0)) and admits("", (3, 8, 0))
+
+
+def test_an_ansible_wave_does_not_report_not_for_python_as_a_failed_build():
+    from piwheels_build.admin.waves import failed_builds
+
+    rows = [{"status": "success"}, {"status": "not-for-python"}, {"status": "failed"},
+            {"status": "missing-build-dependency"}]
+    assert failed_builds(rows) == [{"status": "failed"}, {"status": "missing-build-dependency"}]

@@ -88,6 +88,16 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
     return {"changed": bool(results), "builds": len(results),
             "built": [f for r in results for f in r.files], "by_status": by_status,
             "results": rows, "elapsed": elapsed, "interpreters": info,
-            "failed_builds": [r for r in rows if r["status"] != "success"],
+            "failed_builds": failed_builds(rows),
             "warnings": builder.warnings,  # Ansible shows each (builds not isolated)
             "msg": f"{len(results)} builds in {elapsed:.1f}s"}
+
+
+#: Outcomes that are not failures: built, or not for this Python (Requires-Python).
+NOT_FAILED = ("success", "not-for-python")
+
+
+def failed_builds(rows: list[dict]) -> list[dict]:
+    """The results (dicts with a ``status``) a wave reports as not succeeding: neither
+    built nor ruled out by the sdist's Requires-Python (``not-for-python``)."""
+    return [r for r in rows if r["status"] not in NOT_FAILED]
