@@ -34,6 +34,7 @@ from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
 from .sdists import SdistError, build_system
+from .storegate import wait_for_store
 
 
 @dataclass
@@ -185,6 +186,10 @@ class Builder:
             worked = False
             for interp in self.interpreters:
                 if batch is not None and summary.builds >= batch or stop.is_set():
+                    break
+                # A store gone or full fails every upload: wait, spending no build's retries.
+                wait_for_store(self.cfg.www, self.cfg.store_free_floor, stop, forever)
+                if stop.is_set():
                     break
                 builder_id = self.ids[interp.abi_tag]
                 claim = self.db.call(lambda c, b=builder_id: queue.claim_build(

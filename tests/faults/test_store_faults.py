@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.faults import wait_for
+from helpers.farm import clean_env
+from helpers.faults import DEADLINE, wait_for
 from helpers.invariants import assert_farm_consistent
 from helpers.store_faults import (
     SshfsStore,
@@ -129,6 +131,11 @@ def test_store_mount_gone_during_upload(make_farm, sshfs):
     store.cut()  # the master unreachable: the connection cut, reconnections refused
     wait_for("the failed upload to be recorded",
              lambda: "infrastructure" in statuses(farm.dsn))
+    # The builder then claims nothing while the store does not answer: one failure
+    # per outage, not one per queued build (each would spend its retries).
+    wait_for("the builder to wait for the store",
+             lambda: "claiming no build until it does" in farm.output(builder))
+    assert statuses(farm.dsn) == ["infrastructure"]
     log = build_logs(farm, "infrastructure")[0]
     assert "store failed: store: cannot write" in log and "Input/output error" in log, log
     # Nothing published: no wheel under its name; what reached the master is hidden.
@@ -143,6 +150,8 @@ def test_store_mount_gone_during_upload(make_farm, sshfs):
     assert farm.stop(builder) == 0, farm.output(builder)
     out = farm.output(builder)
     assert "Traceback" not in out, out
+    assert out.count("claiming no build until it does") == 1, out
+    assert out.count("store: usable again after") == 1, out
     farm.run("index")
     # The cut upload's hidden file (its unlink failed with the mount) is swept by age.
     for leftover in temp_files(farm.www):
@@ -242,6 +251,17 @@ def test_low_free_space_warns_and_the_floor_refuses(make_farm):
         assert "would leave less than store_free_floor" in log, log
         assert not (farm.www / "simple" / "bigpkg").exists() or \
             os.listdir(farm.www / "simple" / "bigpkg") == []  # not a byte written
+
+        # Below the floor before any claim: a one-shot run stops in one line, claims nothing.
+        builder_config(farm, "floor", store_free_floor="8M")
+        proc = subprocess.run(farm._argv("floor", ("build",)), capture_output=True, text=True,
+                              timeout=DEADLINE, env=clean_env())
+        assert proc.returncode == 2, proc
+        assert proc.stderr.strip().endswith(
+            "below store_free_floor (8.4 MB); stopped before claiming another build"), proc
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("piwheels:")]
+        assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert statuses(farm.dsn) == ["infrastructure"]
     # Room again: no warning, and the retry is stored.
     index = farm.run("index", "--full")
     assert "store_free_warning" not in index.stderr, index.stderr
