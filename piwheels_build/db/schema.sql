@@ -133,8 +133,10 @@ SELECT jsonb_build_object(
                                      'skip_reason', v.skip_reason, 'count', v.n)
                                  ORDER BY v.skip_reason NULLS FIRST), '[]')
                  FROM (SELECT skip_reason, count(*) AS n FROM versions GROUP BY 1) v),
+    -- a version only ruled out by Requires-Python (not-for-python) was not attempted
     'attempted', (SELECT count(*) FROM (SELECT DISTINCT b.package, b.version FROM builds b
-                                        WHERE p_detail AND is_final_status(b.status)) a),
+                                        WHERE p_detail AND is_final_status(b.status)
+                                          AND b.status <> 'not-for-python') a),
     'files', (SELECT jsonb_build_object(
                   'count', count(*),
                   'wheels', count(*) FILTER (WHERE alias_of IS NULL),

@@ -162,3 +162,18 @@ def test_farm_stats_counts_versions_not_for_an_abi(conn):
                                        {"abi": "cp39", "versions": 1},
                                        {"abi": "cp311", "versions": 0}]
     assert stats["requires_python_pending"] == 1
+
+
+def test_a_version_only_ruled_out_is_not_counted_as_attempted(conn):
+    b8, b9, _ = three_abis(conn)
+    add_version(conn, "foo", "1.0")
+    add_version(conn, "bar", "1.0")
+    build = claim(conn, b8)
+    finish(conn, build[0], "not-for-python")
+    build = claim(conn, b8)
+    finish(conn, build[0], "failed")
+    with conn.cursor() as cur:
+        cur.execute("SELECT farm_stats(true)->'attempted'")
+        attempted = cur.fetchone()[0]
+    conn.rollback()
+    assert attempted == 1     # the failed one; not the one not for cp38

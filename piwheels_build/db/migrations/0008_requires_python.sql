@@ -259,7 +259,9 @@ GRANT EXECUTE ON FUNCTION fill_requires_python(text[], text[], text[], bigint[])
     TO piwheels_master;
 
 -- 0006's farm_stats, plus per active ABI the versions its Requires-Python
--- rules out (not queued, not failed) and the versions not evaluated yet.
+-- rules out (not queued, not failed) and the versions not evaluated yet;
+-- a not-for-python build does not count as an attempt (the stats page's
+-- success rate is of versions attempted).
 CREATE OR REPLACE FUNCTION farm_stats(p_detail boolean DEFAULT true) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
 SELECT jsonb_build_object(
@@ -272,8 +274,10 @@ SELECT jsonb_build_object(
                                      'skip_reason', v.skip_reason, 'count', v.n)
                                  ORDER BY v.skip_reason NULLS FIRST), '[]')
                  FROM (SELECT skip_reason, count(*) AS n FROM versions GROUP BY 1) v),
+    -- a version only ruled out by Requires-Python (not-for-python) was not attempted
     'attempted', (SELECT count(*) FROM (SELECT DISTINCT b.package, b.version FROM builds b
-                                        WHERE p_detail AND is_final_status(b.status)) a),
+                                        WHERE p_detail AND is_final_status(b.status)
+                                          AND b.status <> 'not-for-python') a),
     'files', (SELECT jsonb_build_object(
                   'count', count(*),
                   'wheels', count(*) FILTER (WHERE alias_of IS NULL),
