@@ -42,12 +42,12 @@ def space(path: Path) -> Space:
 
 
 def human(size: int) -> str:
-    """``"3.2 GB"``: decimal units, as df -H and the status lines show them."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
+    """``"3.2 GiB"``: binary units, as the configuration's sizes ("10G" is 10 GiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 def low_space_warning(www: Path, threshold: int) -> str | None:
