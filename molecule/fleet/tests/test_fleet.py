@@ -130,6 +130,56 @@ def test_store_key_cannot_get_a_shell():
     assert "uid=" not in cmd.stdout
 
 
+def _sftp(host, commands: str):
+    """Run an sftp batch as the store account from a builder (a '-' before a command
+    lets the batch go on when it fails)."""
+    return host.run("printf %%s %s | sftp -b - -F /dev/null -i /root/.ssh/piwheels_store "
+                    "-o BatchMode=yes -o UserKnownHostsFile=/etc/piwheels/known_hosts "
+                    "-o ConnectTimeout=5 piwheels-store@%s", commands, _address(MASTER))
+
+
+def test_store_account_cannot_leave_the_store(master):
+    host = _host(BUILDERS[0])
+    host.run("rm -f /tmp/piwheels-leak")
+    out = _sftp(host, "ls -1 /\n-cd /..\nls -1 /\n-get /etc/passwd /tmp/piwheels-leak\n"
+                      "-get ../../etc/passwd /tmp/piwheels-leak\n")
+    assert out.rc == 0, out.stderr
+    listed = [line.strip() for line in out.stdout.splitlines()
+              if line.strip() and not line.startswith("sftp>")]
+    assert listed == ["/www", "/www"]  # the chroot holds the store and nothing else
+    assert not host.file("/tmp/piwheels-leak").exists
+
+
+def test_a_link_out_of_the_store_is_not_served(master):
+    # The store account can make symlinks; nginx (on the master, outside the chroot)
+    # must not follow one to a file the account does not own.
+    host = _host(BUILDERS[0])
+    made = _sftp(host, "-mkdir /www/simple/zz-leak\n"
+                       "symlink /etc/passwd /www/simple/zz-leak/passwd.whl\n")
+    try:
+        assert made.rc == 0, made.stderr
+        assert master.file(f"{STORE}/zz-leak/passwd.whl").is_symlink
+        got = master.run("python3 -c \"import urllib.request as u, urllib.error as e\n"
+                         "try: print(u.urlopen('http://127.0.0.1/simple/zz-leak/passwd.whl')"
+                         ".read()[:20])\nexcept e.HTTPError as x: print(x.code)\"")
+        assert got.stdout.strip() in ("403", "404"), got.stdout
+    finally:
+        _sftp(host, "-rm /www/simple/zz-leak/passwd.whl\n-rmdir /www/simple/zz-leak\n")
+    assert not master.file(f"{STORE}/zz-leak").exists
+
+
+@pytest.mark.parametrize(("name", "unit"), [
+    ("master", "piwheels-index.service"), ("builder", "piwheels-builder.service")])
+def test_services_run_unprivileged(master, name, unit):
+    host = master if name == "master" else _host(BUILDERS[0])
+    pid = host.check_output("systemctl show -p MainPID --value %s", unit)
+    assert pid not in ("", "0"), f"{unit} is not running"
+    user = host.check_output("ps -o user= -p %s", pid)
+    assert user == "piwheels", f"{unit} runs as {user}"
+    assert host.check_output("systemctl show -p User --value piwheels-sync.service"
+                             if name == "master" else "echo piwheels") == "piwheels"
+
+
 # -- what the wave built ---------------------------------------------------------------
 
 def test_builders_registered_both_abis(master):
