@@ -17,6 +17,7 @@ import psycopg2.extras
 
 from .. import fsutil, queue
 from ..db import writes
+from ..errors import StoreError
 from .data import (
     BATCH,
     Q_FULL_BATCH,
@@ -391,9 +392,14 @@ def write_index(conn: Any, www: Path, *, full: bool = False, progress: Progress 
         conn.autocommit = False  # named (server-side) cursors need a transaction
     try:
         writer.run(full)
-    except BaseException:
+    except BaseException as e:
         if not conn.closed:  # a connection lost mid-run has nothing to roll back
             conn.rollback()
+        if isinstance(e, OSError):  # a full disk: one line, not a traceback
+            raise StoreError(
+                f"index: cannot write in {e.filename or www}: {e.strerror or e}; every page "
+                "is whole (old or new) and the packages not written stay marked for the "
+                "next run") from None
         raise
     finally:
         if autocommit and not conn.closed:

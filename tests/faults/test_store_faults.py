@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from helpers.farm import clean_env
 from helpers.faults import DEADLINE, wait_for
+from helpers.fixture_packages import pure
 from helpers.invariants import assert_farm_consistent
 from helpers.store_faults import (
     SshfsStore,
@@ -27,6 +28,7 @@ from helpers.store_faults import (
     assert_retried_consistent,
     big_pure,
     descendants,
+    grow,
     growing_upload,
     statuses,
     temp_files,
@@ -271,6 +273,35 @@ def test_low_free_space_warns_and_the_floor_refuses(make_farm):
     assert farm.stop(builder) == 0, farm.output(builder)
     farm.run("index")
     assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+
+
+def test_index_writer_on_a_full_disk(make_farm):
+    """The master's disk full under the index writer: one line, exit 2, every page
+    present whole, no temporary file; once there is room the next run writes the rest."""
+    farm = make_farm()
+    names = [f"pkg{i}" for i in range(30)]
+    for name in names:
+        farm.add(name, "1.0", pure(name, name))
+    farm.run("sync")
+    with tmpfs(farm.www, "16k"):
+        proc = subprocess.run(farm._argv("b1", ("index",)), capture_output=True, text=True,
+                              timeout=DEADLINE, env=clean_env())
+        assert proc.returncode == 2, proc
+        assert "Traceback" not in proc.stderr, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("piwheels:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0], proc.stderr
+        pages = sorted(farm.www.rglob("index.html"))
+        assert all(p.read_text().rstrip().endswith("</html>") for p in pages)
+        assert temp_files(farm.www) == []
+        assert len(list((farm.www / "project").glob("*/index.html"))) < len(names)
+
+        grow(farm.www, "4m")
+        farm.run("index")
+        for name in names:
+            page = (farm.www / "project" / name / "index.html").read_text()
+            assert name in page and page.rstrip().endswith("</html>")
+        assert temp_files(farm.www) == []
+        assert farm.query("SELECT count(*) FROM index_dirty") == [(0,)]
 
 
 def test_check_room_and_warning_on_a_real_small_disk(tmp_path):

@@ -210,3 +210,9 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def grow(path: Path, size: str) -> None:
+    """Give a mounted tmpfs more room, its files kept (the disk grown, or space freed)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True,
+                   capture_output=True)
