@@ -275,6 +275,35 @@ def test_low_free_space_warns_and_the_floor_refuses(make_farm):
     assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
 
 
+def test_index_watch_warns_on_each_run_while_space_is_low(make_farm):
+    farm = make_farm(store_free_warning="64M", stats_interval=1, root_interval=1)
+    farm.add("early", "1.0", pure("early", "early"))
+    farm.run("sync")
+    with tmpfs(farm.www, "5m"):
+        watch = farm.start("index", "--watch", "--interval", "0.2")
+        try:
+            # A run each second (stats_interval): a warning line each run.
+            wait_for("two runs' warnings",
+                     lambda: farm.output(watch).count("below store_free_warning") >= 2)
+            grow(farm.www, "128m")  # room again: the runs from now on say nothing
+            before = farm.output(watch)
+            for name in ("late1", "late2"):
+                farm.add(name, "1.0", pure(name, name))
+                farm.run("sync", name)
+                wait_for(f"{name}'s page", lambda n=name: (
+                    farm.www / "project" / n / "index.html").exists())
+                if name == "late1":  # every run after this one began after the grow
+                    before = farm.output(watch)
+            assert farm.stop(watch) == 0
+        finally:
+            farm.stop(watch)
+    out = farm.output(watch)
+    assert "Traceback" not in out, out
+    assert "below store_free_warning" not in out[len(before):], out
+    warnings = [line for line in out.splitlines() if "store_free_warning" in line]
+    assert all("WARNING" in line and line.count("store: only") == 1 for line in warnings)
+
+
 def test_index_writer_on_a_full_disk(make_farm):
     """The master's disk full under the index writer: one line, exit 2, every page
     present whole, no temporary file; once there is room the next run writes the rest."""
