@@ -347,3 +347,16 @@ def test_check_room_and_warning_on_a_real_small_disk(tmp_path):
         assert line.startswith("store: only ") and "free of 4.0 MiB on " in line
         assert "\n" not in line
         assert diskspace.low_space_warning(disk, 0) is None
+
+
+def test_free_space_is_the_masters_through_sshfs(tmp_path, sshfs):
+    """On a fleet a builder's floor is checked through its sshfs mount: statvfs there is
+    the master's disk (sftp's statvfs extension), not the builder's."""
+    master = tmp_path / "master-www"
+    with tmpfs(master / "simple", "3m"):
+        store = sshfs(master)
+        seen = diskspace.space(store.mountpoint / "simple" / "pkg")
+        assert seen.total == 3 << 20 and seen.free <= 3 << 20
+        with pytest.raises(StoreError, match="store_free_floor"):
+            diskspace.check_room(store.mountpoint / "simple", 2 << 20, 2 << 20)
+        diskspace.check_room(store.mountpoint / "simple", 512 << 10, 2 << 20)
