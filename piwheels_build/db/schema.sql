@@ -207,6 +207,7 @@ CREATE FUNCTION public.fill_requires_python(p_packages text[], p_versions text[]
 DECLARE
     n integer;
     active_bits bigint;
+    dirty text[];
     pkgs text[];
     vers text[];
 BEGIN
@@ -217,13 +218,22 @@ BEGIN
         FROM unnest(p_packages, p_versions, p_specs, p_masks) AS x(package, version, spec, mask)
         WHERE v.package = x.package AND v.version = x.version AND v.python_excluded IS NULL
         RETURNING v.package, v.version, v.python_excluded
+    ), r AS (
+        SELECT u.package, u.version FROM u
+        WHERE u.python_excluded & active_bits <> 0
+          AND EXISTS (SELECT 1 FROM queue q JOIN abis a ON a.abi_tag = q.abi_tag
+                      WHERE q.package = u.package AND q.version = u.version
+                        AND q.build_id IS NULL
+                        AND python_excludes(u.python_excluded, a.py_major, a.py_minor))
     )
-    SELECT count(*), array_agg(u.package) FILTER (WHERE u.python_excluded & active_bits <> 0),
-           array_agg(u.version) FILTER (WHERE u.python_excluded & active_bits <> 0)
-    INTO n, pkgs, vers FROM u;
-    IF pkgs IS NOT NULL THEN
-        PERFORM refresh_queue(x.package, x.version) FROM unnest(pkgs, vers) AS x(package, version);
-        PERFORM mark_dirty(ARRAY(SELECT DISTINCT unnest(pkgs)));
+    SELECT (SELECT count(*) FROM u),
+           ARRAY(SELECT DISTINCT u.package FROM u WHERE u.python_excluded & active_bits <> 0),
+           ARRAY(SELECT r.package FROM r ORDER BY r.package, r.version),
+           ARRAY(SELECT r.version FROM r ORDER BY r.package, r.version)
+    INTO n, dirty, pkgs, vers;
+    PERFORM refresh_queue(x.package, x.version) FROM unnest(pkgs, vers) AS x(package, version);
+    IF cardinality(dirty) > 0 THEN
+        PERFORM mark_dirty(dirty);
     END IF;
     RETURN n;
 END $$;

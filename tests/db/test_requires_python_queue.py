@@ -177,3 +177,16 @@ def test_a_version_only_ruled_out_is_not_counted_as_attempted(conn):
         attempted = cur.fetchone()[0]
     conn.rollback()
     assert attempted == 1     # the failed one; not the one not for cp38
+
+
+def test_fill_drops_a_queued_row_of_a_ruled_out_abi_after_a_first_build(conn):
+    b8, _, _ = three_abis(conn)
+    add_version(conn, "foo", "1.0")
+    build = claim(conn, b8)
+    finish(conn, build[0], "success", [wheel("foo", "1.0", "cp38", "cp38", "linux_armv7l")])
+    assert queued(conn) == {("foo", "1.0", "cp39"), ("foo", "1.0", "cp311")}
+    with conn.cursor() as cur:
+        assert writes.fill_requires_python(cur, [("foo", "1.0", "<3.10",
+                                                  excluded_mask("<3.10"))]) == 1
+    conn.commit()
+    assert queued(conn) == {("foo", "1.0", "cp39")}

@@ -224,9 +224,14 @@ GRANT EXECUTE ON FUNCTION write_versions(text[], text[], timestamptz[], boolean[
 -- The one-shot fill for versions synced before this migration: a batch of
 -- (package, version, specifier, mask) computed by sync/requirespython.py.
 -- Only rows still NULL are written (a sync that wrote the version meanwhile
--- knows better); versions whose mask rules out an active ABI have their queue
--- rows refreshed and their packages marked for the index writer. Returns the
--- versions written.
+-- knows better). The packages of versions whose mask rules out an active ABI
+-- are marked for the index writer (their pages say so). The queue changes
+-- only where an unclaimed row is for an ABI now ruled out: that row goes and,
+-- if it was the version's first build, the next admitted ABI becomes primary.
+-- Anywhere else the ruled-out ABIs were attempted, skipped or covered
+-- already, and the others queued by those results, so nothing changes: only
+-- those versions are refreshed (the refresh is most of a batch's cost).
+-- Returns the versions written.
 CREATE FUNCTION fill_requires_python(p_packages text[], p_versions text[], p_specs text[],
                                      p_masks bigint[])
 RETURNS integer
@@ -234,6 +239,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     n integer;
     active_bits bigint;
+    dirty text[];
     pkgs text[];
     vers text[];
 BEGIN
@@ -244,13 +250,22 @@ BEGIN
         FROM unnest(p_packages, p_versions, p_specs, p_masks) AS x(package, version, spec, mask)
         WHERE v.package = x.package AND v.version = x.version AND v.python_excluded IS NULL
         RETURNING v.package, v.version, v.python_excluded
+    ), r AS (
+        SELECT u.package, u.version FROM u
+        WHERE u.python_excluded & active_bits <> 0
+          AND EXISTS (SELECT 1 FROM queue q JOIN abis a ON a.abi_tag = q.abi_tag
+                      WHERE q.package = u.package AND q.version = u.version
+                        AND q.build_id IS NULL
+                        AND python_excludes(u.python_excluded, a.py_major, a.py_minor))
     )
-    SELECT count(*), array_agg(u.package) FILTER (WHERE u.python_excluded & active_bits <> 0),
-           array_agg(u.version) FILTER (WHERE u.python_excluded & active_bits <> 0)
-    INTO n, pkgs, vers FROM u;
-    IF pkgs IS NOT NULL THEN
-        PERFORM refresh_queue(x.package, x.version) FROM unnest(pkgs, vers) AS x(package, version);
-        PERFORM mark_dirty(ARRAY(SELECT DISTINCT unnest(pkgs)));
+    SELECT (SELECT count(*) FROM u),
+           ARRAY(SELECT DISTINCT u.package FROM u WHERE u.python_excluded & active_bits <> 0),
+           ARRAY(SELECT r.package FROM r ORDER BY r.package, r.version),
+           ARRAY(SELECT r.version FROM r ORDER BY r.package, r.version)
+    INTO n, dirty, pkgs, vers;
+    PERFORM refresh_queue(x.package, x.version) FROM unnest(pkgs, vers) AS x(package, version);
+    IF cardinality(dirty) > 0 THEN
+        PERFORM mark_dirty(dirty);
     END IF;
     RETURN n;
 END $$;
