@@ -27,10 +27,12 @@ but fetches may take sdists and the hooks run with the network on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import os
 import shutil
 import stat
+import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -224,13 +226,16 @@ class BuildEnv:
         return tops[0].name
 
     def _install(self, requires: list[str]) -> None:
-        only_binary = [] if self.online else ["--only-binary", ":all:"]
+        # Offline: only the fetched wheels. Online: an sdist among them is built by pip,
+        # whose own build environment comes from the sources, so the network is on.
+        source = [*self.sources.pip_args()] if self.online else ["--no-index",
+                                                                 "--only-binary", ":all:"]
         result = self.run([
-            self.interp.path, "-m", "pip", "--python", self.python, "install", "--no-index",
+            *_pip_in(self.interp, self.python), "install", *source,
             "--find-links", self.inside("wheelhouse"),
             "--find-links", self.inside("wheelhouse-dynamic"), "--no-cache-dir",
-            "--progress-bar", "off", "--no-warn-script-location", *only_binary, *requires],
-            network=False)
+            "--progress-bar", "off", "--no-warn-script-location", *requires],
+            network=self.online)
         self.log.add("install build requirements: " + " ".join(requires), result)
         status = classify(result, fetching=True)
         if status != "success":
@@ -297,6 +302,30 @@ class BuildEnv:
         if result.reason != "exit" or result.returncode != 0:
             raise _HookFailed(result)
         _copy_answer(ctl / "output.json", Path(control) / "output.json")
+
+
+def _pip_in(interp: Interpreter, python: str) -> list[str]:
+    """The command that runs ``interp``'s pip in the venv whose interpreter is
+    ``python``: pip's own ``__pip-runner__.py`` (pip >= 22.3) started by that
+    interpreter, which is what ``pip --python`` runs, without starting pip twice."""
+    runner = _pip_runner(interp.path)
+    if runner is None:
+        return [interp.path, "-m", "pip", "--python", python]
+    return [python, runner]
+
+
+@functools.cache
+def _pip_runner(path: str) -> str | None:
+    """Where ``path``'s pip keeps ``__pip-runner__.py``; None when it has none or does
+    not answer (then ``pip --python`` is used)."""
+    try:
+        proc = subprocess.run([path, "-I", "-c", "import os, pip; print(os.path.dirname("
+                               "pip.__file__))"], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    runner = Path(proc.stdout.strip()) / "__pip-runner__.py"
+    return str(runner) if proc.returncode == 0 and runner.is_file() else None
 
 
 def _wheels(directory: Path) -> Iterable[tuple[str, object]]:

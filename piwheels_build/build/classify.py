@@ -9,13 +9,15 @@ from .sandbox import RunResult
 _OOM = (b"MemoryError", b"Cannot allocate memory", b"virtual memory exhausted",
         b"out of memory", b"std::bad_alloc")
 _MISSING = (b"ModuleNotFoundError: No module named", b"ImportError: No module named",
-            b"No matching distribution found", b"Could not find a version that satisfies")
+            b"No matching distribution found", b"Could not find a version that satisfies",
+            b"requires a different Python")
 _MISSING_HEADER = re.compile(rb"fatal error: [^\n]*\.h: No such file or directory")
 _NETWORK = (b"NewConnectionError", b"Max retries exceeded", b"Temporary failure in name",
             b"Connection refused", b"ReadTimeoutError")
 # pip's words for a requirement it found nothing installable for
 _NOT_FOUND = re.compile(rb"(?:Could not find a version that satisfies the requirement|"
-                        rb"No matching distribution found for) ([^\s(]+(?: ?[<>=!~;][^\s(]*)*)")
+                        rb"No matching distribution found for) ([^\s(]+(?: ?[<>=!~;][^\s(]*)*)"
+                        rb"|Package '([^'\s]+)' requires a different Python")
 
 
 def classify(result: RunResult, fetching: bool = False) -> str:
@@ -49,7 +51,7 @@ def missing_requirements(log: bytes) -> list[str]:
     """The requirements pip said it found no distribution for, in order, once each."""
     found: list[str] = []
     for m in _NOT_FOUND.finditer(log):
-        req = m.group(1).decode(errors="replace")
+        req = (m.group(1) or m.group(2)).decode(errors="replace")
         if req not in found:
             found.append(req)
     return found

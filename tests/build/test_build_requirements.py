@@ -35,6 +35,10 @@ def interp() -> Interpreter:
 
 @pytest.fixture
 def builder(dsn, fake, tmp_path, interp):
+    yield from _builder(dsn, fake, tmp_path, interp)
+
+
+def _builder(dsn, fake, tmp_path, interp):
     wheels = sorted(Path(FIXTURE_WHEELS).glob("*.whl")) if FIXTURE_WHEELS else []
     if not wheels:
         pytest.fail("needs the fixture wheels: run the tests with scripts/test.sh")
@@ -95,9 +99,15 @@ def test_dynamic_requirements_fetched_as_wheels_with_their_dependencies(builder,
     assert "build requirements helperdep>=1: the wheels fetched for an earlier build" in log
 
 
-def test_setuptools_setup_requires_is_fetched(builder, fake, interp):
+@pytest.mark.parametrize("which", ["oldest", "newest"])
+def test_setuptools_setup_requires_is_fetched(dsn, fake, tmp_path, which):
     """setup.py's setup_requires is what setuptools' get_requires_for_build_wheel
-    returns: fetched in the default offline mode, then importable by setup.py."""
+    returns: fetched in the default offline mode, then importable by setup.py; with
+    the oldest and the newest interpreter (their pips differ; the fixture setuptools
+    needs 3.10)."""
+    found = discover((3, 10))
+    interp = found[0] if which == "oldest" else found[-1]
+    builder = next(_builder(dsn, fake, tmp_path, interp))
     serve_wheel(fake, "helperdep", "1.2", "helperdep")
     files = {
         "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\n'
@@ -109,7 +119,10 @@ def test_setuptools_setup_requires_is_fetched(builder, fake, interp):
                     "      setup_requires=['helperdep'])\n",
         "usesetupreq/__init__.py": "",
     }
-    outcome, log = build(builder, fake, interp, "usesetupreq", files)
+    try:
+        outcome, log = build(builder, fake, interp, "usesetupreq", files)
+    finally:
+        builder.close()
     assert outcome.status == "success", log
     assert "fetch build requirements (dynamic): helperdep" in log
     assert stored(builder, "usesetupreq") == ["usesetupreq-1.0-py3-none-any.whl"]
@@ -134,12 +147,51 @@ def test_a_requirement_with_no_wheel_is_missing_and_named_without_running_it(
                      f"{interp.abi_tag} {interp.platform_tag})"]
 
 
+def test_online_mode_builds_a_requirement_that_is_only_an_sdist(dsn, fake, tmp_path, interp):
+    """build_network = "online": fetches may take sdists, which pip builds (running
+    their code, with the network on), and the build goes on."""
+    for whl in sorted(Path(FIXTURE_WHEELS).glob("*.whl")):
+        fake.add_file(whl.name.split("-")[0], whl.name, whl.read_bytes())
+    marker = "SDIST-CODE-RAN-" + os.urandom(4).hex()
+    fn, data = sdist_bytes("onlysdist", "2.0", {
+        "setup.py": f"print({marker!r})\nfrom setuptools import setup\n"
+                    "setup(name='onlysdist', version='2.0', py_modules=['onlysdist'])\n",
+        "onlysdist.py": "VALUE = 1\n"})
+    fake.add_file("onlysdist", fn, data)
+    cfg = from_dict({"database": dsn, "upstream": fake.url, "www": str(tmp_path / "www"),
+                     "sandbox": "auto", "lease_seconds": 3600, "build_timeout": 900,
+                     "build_network": "online"})
+    b = Builder(cfg, [interp])
+    try:
+        outcome, log = build(b, fake, interp, "onlineneeds",
+                             stdlib_backend("onlineneeds", "onlineneeds",
+                                            dynamic=("onlysdist>=1.5",), imports=("onlysdist",)))
+    finally:
+        b.close()
+    assert outcome.status == "success", log
+    assert "onlysdist-2.0.tar.gz" in log
+
+
 def test_a_declared_requirement_with_no_wheel_is_missing(builder, fake, interp):
     outcome, log = build(builder, fake, interp, "declmissing",
                          stdlib_backend("declmissing", "declmissing",
                                         requires=("nosuchthing>=3",)))
     assert outcome.status == "missing-build-dependency", log
     assert "[piwheels] missing-build-dependency: nosuchthing>=3 (no wheel for" in log
+
+
+def test_a_requirement_only_for_newer_pythons_is_missing_not_infrastructure(
+        builder, fake, interp):
+    """Its only wheel's METADATA says Requires-Python >=4 (the index does not): pip
+    finds it and refuses it, and the build cannot happen with this interpreter;
+    neither the farm's fault nor retried."""
+    fake.add_file("futureonly", *wheel_bytes("futureonly", "1.0", "futureonly",
+                                             requires_python=">=4"))
+    outcome, log = build(builder, fake, interp, "needsfuture",
+                         stdlib_backend("needsfuture", "needsfuture", requires=("futureonly",)))
+    assert "requires a different Python" in log
+    assert outcome.status == "missing-build-dependency", log
+    assert "[piwheels] missing-build-dependency: futureonly" in log
 
 
 def test_no_pyproject_builds_with_the_legacy_setuptools_backend(builder, fake, interp):

@@ -132,9 +132,10 @@ def sdist_bytes(name: str, version: str, files: dict[str, str]) -> tuple[str, by
     return f"{root}.tar.gz", buf.getvalue()
 
 
-def wheel_bytes(name: str, version: str, module: str,
-                requires: tuple = ()) -> tuple[str, bytes]:
-    """A pure wheel of ``module`` (``VALUE = 42``) with ``Requires-Dist`` lines."""
+def wheel_bytes(name: str, version: str, module: str, requires: tuple = (),
+                requires_python: str | None = None) -> tuple[str, bytes]:
+    """A pure wheel of ``module`` (``VALUE = 42``) with ``Requires-Dist`` lines (and
+    ``Requires-Python`` in its METADATA when given)."""
     import base64
     import hashlib
     import io
@@ -142,7 +143,8 @@ def wheel_bytes(name: str, version: str, module: str,
 
     dist = f"{name}-{version}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
+        f"Requires-Dist: {r}\n" for r in requires) + (
+        f"Requires-Python: {requires_python}\n" if requires_python else "")
     files = {f"{module}/__init__.py": b"VALUE = 42\n", f"{dist}/METADATA": meta.encode(),
              f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
                               b"Tag: py3-none-any\n"}
