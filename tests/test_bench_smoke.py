@@ -33,6 +33,8 @@ EXPECTED = {
                       "incremental_changelog_peak_rss_mib", "changelog_run_root_requests",
                       "ratio_changelog_to_full_list_incremental"],
     "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
+    "requires_python.py": ["fill_versions_per_s", "ratio_refresh_full_noop_0008_to_0004",
+                           "refresh_full_noop_with_masks_rows", "claim", "plans"],
     "pages.py": ["pages_compared_equal", "ratio_simple_new_to_old", "ratio_project_new_to_old",
                  "ratio_both_pages_new_to_old", "full_write_added_s"],
 }
@@ -57,5 +59,9 @@ def test_bench_quick(script: str, tmp_path: Path) -> None:
         # 0002's and 0004's wanted_builds must agree: the old view's refresh changes nothing.
         assert data["figures"]["before_0004_refresh_rows_added"] == 0
         assert data["figures"]["before_0004_refresh_rows_removed"] == 0
+    if script == "requires_python.py":
+        # 0004's and 0008's views agree with no mask set; the fill leaves the queue in line.
+        assert data["figures"]["views_rows_changed"] == 0
+        assert data["figures"]["refresh_full_noop_with_masks_rows"] == 0
     # The throwaway cluster is gone: no temporary directory left behind.
     assert "kept /" not in proc.stdout
