@@ -141,9 +141,17 @@ def cmd_initdb(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sync(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .preflight import check_sync
     from .sync import SyncInterrupted, sync
 
-    conn = _conn(cfg)
+    # One line, exit 2, nothing fetched: an upstream that is not an http(s) URL, a schema
+    # not migrated, a role without the grants sync uses (preflight.py).
+    conn = db.connect(cfg.database)
+    try:
+        check_sync(cfg, conn)
+    except BaseException:
+        conn.close()
+        raise
     try:
         summary = sync(conn, cfg, args.names or None, progress=_progress,
                        full_list=args.full_list)
@@ -189,18 +197,23 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise PiwheelsError("build: --batch must be at least 1")
-    report = _service_log("build").info if args.forever else _progress
+    log = _service_log("build")
+    report = log.info if args.forever else _progress
     interps = resolve(cfg.pythons)
     for interp in interps:
         report(f"build: interpreter {interp}")
+    stop = threading.Event()
+    if args.forever:  # a service waits for the database to come up (SIGTERM ends the wait)
+        _stop_on_signals(stop)
+        if not _wait_for_database(cfg, log, stop):
+            return 0
+        _default_signals()
     # Builder checks the schema, the grants, the sandbox, the store and each interpreter
     # first (build/preflight.py): a misconfiguration is one line, exit 2, nothing claimed.
     builder = Builder(cfg, interps, progress=report)
     for line in builder.warnings:  # on every start: builds that are not isolated
-        _service_log("build").warning("build: %s", line)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        log.warning("build: %s", line)
+    _stop_on_signals(stop)
     try:
         summary = builder.run(batch=args.batch, forever=args.forever, stop=stop)
     finally:
@@ -214,12 +227,54 @@ def cmd_build(cfg: configmod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM (systemd's stop) and SIGINT set ``stop``: the service ends between steps."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _wait_for_database(cfg: configmod.Config, log: logging.Logger,
+                       stop: threading.Event) -> bool:
+    """A service starting while PostgreSQL is down or starting up (the master rebooting)
+    waits for it, with backoff and one line at each end, instead of exiting for systemd
+    to restart every 10 s; a wrong password, user or database is still one line, exit 2
+    (db/reconnect.py). False when stopped during the wait."""
+    link = Link(cfg.database, log=log, stop=stop)
+    try:
+        link.open()
+    except Stopped as e:
+        log.info("%s", e)
+        return False
+    finally:
+        link.close()
+    return True
+
+
 def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     from .index import write_index
+    from .preflight import check_index
 
     log = _service_log("index")
     report = log.info if args.watch else _progress
-    conn = _conn(cfg)
+    if args.watch:  # a service waits for the database to come up (SIGTERM ends the wait)
+        waiting = threading.Event()
+        _stop_on_signals(waiting)
+        if not _wait_for_database(cfg, log, waiting):
+            return 0
+        _default_signals()
+    # One line, exit 2, nothing written: a www that cannot be written, a schema not
+    # migrated, a role without the grants the index writer uses (preflight.py).
+    conn = db.connect(cfg.database)
+    try:
+        check_index(cfg, conn)
+    except BaseException:
+        conn.close()
+        raise
     stats_interval = 0 if args.stats else cfg.stats_interval
     summary = write_index(conn, cfg.www, full=args.full, progress=report,
                           stats_interval=stats_interval)

@@ -185,11 +185,14 @@ def test_services_log_with_journald_priorities(tmp_path, dsn):
     assert any(" INFO index: watching for finished builds" in ln for ln in lines), lines
 
 
-def test_a_service_failure_is_one_line_with_error_priority(tmp_path):
+def test_a_service_failure_is_one_line_with_error_priority(tmp_path, pg_cluster):
+    # A database that does not exist: waiting cannot fix it, so even a service refuses
+    # it at once (a server that is down is waited for: tests/faults/test_start_checks.py).
     cfg = tmp_path / "c.toml"
-    cfg.write_text('database = "host=/nonexistent port=1 dbname=x"\n')
+    cfg.write_text(f'database = "{pg_cluster.dsn("no_such_db")}"\n')
     code, lines = _journal_run(tmp_path, ["index", "--watch"], cfg, journal=True)
     assert code == 2 and len(lines) == 1 and lines[0].startswith("<3>piwheels: database: ")
+    assert "does not exist" in lines[0]
 
 
 def test_log_level_from_the_environment(tmp_path):

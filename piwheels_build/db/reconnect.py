@@ -13,8 +13,14 @@ claim lost with its answer is a lease that expires), a heartbeat, a read, an
 index batch (rewritten whole) and ``finish_build``, which records a build only
 while it is ``building``, so a second call after a lost answer records nothing.
 
-A failure to connect when the service starts is not retried: that is most
-often a wrong ``database`` setting, and the CLI says so in one line.
+At start a service waits the same way (:meth:`Link.open`) while the server is
+unreachable or starting up, as after a reboot of the master, but only for the
+failures waiting can fix (:func:`unreachable`): a refused connection, a missing
+socket, a timeout, "the database system is starting up", too many clients. A
+wrong password, user or database name, a ``pg_hba.conf`` that rejects the login,
+a host name or a socket directory that does not exist is refused at once, in one
+line. The
+one-shot commands do not wait at start.
 
 The retry policy is tenacity's (docs/dependencies.md).
 """
@@ -22,6 +28,8 @@ The retry policy is tenacity's (docs/dependencies.md).
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -59,8 +67,44 @@ def is_disconnect(exc: BaseException) -> bool:
     return False
 
 
+# libpq's words for a server that is down, starting, stopping, full or out of reach
+# for now: waiting fixes these. Anything else at start (authentication, a database or
+# role that does not exist, pg_hba.conf, an unknown host, a bad option) is refused.
+_TRANSIENT = (
+    "connection refused", "no such file or directory", "timeout expired", "timed out",
+    "the database system is starting up", "the database system is shutting down",
+    "the database system is in recovery mode", "not yet accepting connections",
+    "no route to host", "network is unreachable", "temporary failure in name resolution",
+    "too many clients", "connection slots are reserved", "server closed the connection",
+    "connection reset by peer", "could not receive data from server",
+    "terminating connection due to administrator command",
+)
+
+
+def unreachable(message: str) -> bool:
+    """Whether a failure to connect (libpq's message) is one that waiting can fix: the
+    server is down, starting up, shutting down, out of connections or out of reach."""
+    text = message.lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
+def _no_socket_directory(dsn: str) -> bool:
+    """The DSN names Unix socket directories and none exists: a wrong ``host``, not a
+    server that is down (its directory stays when it stops, and tmpfiles makes it at
+    boot)."""
+    try:
+        host = psycopg2.extensions.parse_dsn(dsn).get("host") or ""
+    except psycopg2.Error:
+        return False
+    hosts = [h for h in host.split(",") if h]
+    return bool(hosts) and all(h.startswith("/") and not os.path.isdir(h) for h in hosts)
+
+
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # libpq's reason alone, without db.connect's advice around it
+    inner = re.fullmatch(r"database: cannot connect \((.*)\); check .*", line)
+    return inner[1] if inner else line
 
 
 class Link:
@@ -85,6 +129,7 @@ class Link:
         self.outages = 0
         self._conn = conn
         self._down_since: float | None = None
+        self._starting = False
 
     @property
     def conn(self) -> psycopg2.extensions.connection:
@@ -94,6 +139,20 @@ class Link:
 
             self._conn = connect(self.dsn, autocommit=self.autocommit)
         return self._conn
+
+    def open(self) -> psycopg2.extensions.connection:
+        """The connection, for a service that starts: while the server is unreachable or
+        starting up (:func:`unreachable`), wait for it as :meth:`call` does, with one line
+        when the wait starts and one when it ends.
+
+        Raises ``DatabaseError`` (one line) at once for a failure waiting cannot fix (a
+        wrong password, user or database, pg_hba.conf), and :class:`Stopped` when
+        ``stop`` is set during the wait."""
+        self._starting = True
+        try:
+            return self.call(lambda conn: conn)
+        finally:
+            self._starting = False
 
     def close(self) -> None:
         if self._conn is not None:
@@ -119,7 +178,9 @@ class Link:
                     from None
             raise
         if self._down_since is not None:
-            self.log.info("database: reconnected after %.1fs", time.monotonic() - self._down_since)
+            self.log.info("database: %s after %.1fs",
+                          "reachable" if self._starting else "reconnected",
+                          time.monotonic() - self._down_since)
             self._down_since = None
         return result
 
@@ -131,6 +192,8 @@ class Link:
         try:
             conn = self.conn
         except DatabaseError as e:
+            if self._starting and (not unreachable(str(e)) or _no_socket_directory(self.dsn)):
+                raise  # a wrong setting: waiting will not fix it
             raise _Unreachable(str(e)) from None
         try:
             return fn(conn)
@@ -151,6 +214,11 @@ class Link:
         if self._down_since is not None:
             return  # one warning per outage
         self._down_since = time.monotonic()
+        why = _first_line(state.outcome.exception())
+        if self._starting:
+            self.log.warning("database: not reachable at start (%s); waiting for it, trying "
+                             "at most %gs apart", why, self.max_delay)
+            return
         self.outages += 1
         self.log.warning("database: connection lost (%s); reconnecting, at most %gs apart",
-                         _first_line(state.outcome.exception()), self.max_delay)
+                         why, self.max_delay)
