@@ -337,6 +337,9 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     host = args.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if not cfg.www.is_dir():  # else every request would be a 404, with nothing said
+        raise PiwheelsError(f"serve: www {str(cfg.www)!r} is not a directory; run 'piwheels "
+                            "index' to write it, or fix 'www' in the config")
     log = _service_log("serve")
     log.info("serve: %s on http://%s:%s/", cfg.www, shown, args.port)
     log.info("serve: pip install --index-url http://%s:%s/simple/ PACKAGE", shown, args.port)

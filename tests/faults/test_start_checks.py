@@ -242,3 +242,30 @@ def test_index_refuses_a_www_it_cannot_write(make_farm):
     # And a good one is written (the checks leave nothing behind).
     assert _cli(farm.config(), "index").returncode == 0
     assert not [p for p in farm.www.rglob("*") if ".tmp-" in p.name]
+
+
+def test_serve_refuses_a_www_that_is_not_a_directory(tmp_path):
+    cfg = _config(tmp_path / "serve.toml", database="dbname=unused", www=str(tmp_path / "www"))
+    _refused(_cli(cfg, "serve", "--port", "0"), "serve: www", "is not a directory",
+             "run 'piwheels index'")
+
+
+def test_start_check_lists_name_what_sync_and_index_call():
+    """Each function sync or the index writer calls through writes.py or queue.py, and
+    each table they read, is in the list its start check asks the grants of."""
+    import re
+
+    from piwheels_build import preflight, queue
+    from piwheels_build.db import writes
+
+    root = Path(preflight.__file__).parent
+    for folder, functions, tables in [("sync", preflight.SYNC_FUNCTIONS, preflight.SYNC_TABLES),
+                                      ("index", preflight.INDEX_FUNCTIONS,
+                                       preflight.INDEX_TABLES)]:
+        text = "".join(p.read_text() for p in (root / folder).glob("*.py"))
+        called = {name for module, name in re.findall(r"\b(writes|queue)\.([a-z_]+)\(", text)
+                  if hasattr({"writes": writes, "queue": queue}[module], name)}
+        called |= {"farm_stats"} if "farm_stats(" in text else set()
+        assert len(called) >= 5 and called <= set(functions), (folder, called - set(functions))
+        read = set(re.findall(r"\b(?:FROM|JOIN) ([a-z_]+)\b", text)) - {"unnest", "w"}
+        assert read <= set(tables), (folder, read - set(tables))
