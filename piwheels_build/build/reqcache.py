@@ -8,6 +8,9 @@ is kept, with the sha256 of each, in a directory of the builder's own that
 no build can write to; the next build of the same interpreter asking for the
 same requirements from the same upstream within ``max_age`` seconds gets
 copies of those wheels instead of a fetch, each checked against its sha256.
+build/buildenv.py uses it for both fetches of a build: the declared
+requirements and those the backend's ``get_requires_for_build_wheel`` adds
+(the key says which, and whether the fetch was wheels only).
 A fetch that left anything else (an sdist, which the offline step would
 build, i.e. run) is not kept. The cache lives as long as the builder process.
 """
@@ -27,7 +30,8 @@ CHUNK = 1 << 20
 
 
 class RequirementsCache:
-    """Wheels of earlier successful fetches, by (interpreter, upstream, requirements)."""
+    """Wheels of earlier successful fetches, by a key of strings (buildenv's: interpreter,
+    sources, wheels only or not, declared or dynamic, the requirements)."""
 
     def __init__(self, root: Path, max_age: float = 600.0) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="piwheels-reqs-", dir=root))
