@@ -273,6 +273,7 @@ def collect_stats(cur: Any) -> dict[str, Any]:
     files = s["files"]
     attempted, built = s["attempted"], files["versions"]
     by_status = {b["status"]: b["count"] for b in s["builds"]}
+    not_for = {r["abi"]: r["versions"] for r in s.get("not_for_python", [])}
     return {
         "generated": iso_time(datetime.now(UTC)),
         "packages": {"known": s["packages"]["total"], "with_files": files["packages"]},
@@ -289,7 +290,9 @@ def collect_stats(cur: Any) -> dict[str, Any]:
              "successes": b["successes"], "build_time": round(float(b["seconds"]), 1)}
             for b in s["builders"]
         ],
+        # not_for_python: versions whose Requires-Python rules the ABI out (never queued)
         "queue": [{"abi": q["abi"], "active": q["active"], "queued": q["queued"],
-                   "building": q["building"], "waiting_retry": q["waiting_retry"]}
+                   "building": q["building"], "waiting_retry": q["waiting_retry"],
+                   "not_for_python": not_for.get(q["abi"], 0)}
                   for q in s["queue"]],
     }

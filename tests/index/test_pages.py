@@ -128,7 +128,7 @@ def test_stats_page_shows_hostile_names_as_text():
              "builders": [{"name": EVIL, "abi": EVIL, "platform": EVIL, "last_seen": EVIL,
                            "builds": 1, "successes": 1, "build_time": 1.0}],
              "queue": [{"abi": EVIL, "active": False, "queued": 0, "building": 0,
-                        "waiting_retry": 0}]}
+                        "waiting_retry": 0, "not_for_python": 0}]}
     page = assert_inert(pages.stats_html(stats))
     assert f"{EVIL} (inactive)" in page.texts
 

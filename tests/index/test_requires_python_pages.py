@@ -55,3 +55,15 @@ def test_not_for_python_cells(conn, tmp_path):
     assert text.count("not for Python 3.11") == 2 and text.count("not for Python 3.13") == 1
     assert "failed" not in text
     assert "Requires-Python >=3.6.* (not a valid specifier: ignored)" in text
+
+
+def test_stats_page_counts_versions_not_for_each_abi(conn, tmp_path):
+    farm = Farm(conn)   # ABIs cp311 and cp313
+    farm.package("rp").version("rp", "1.0").version("rp", "2.0")
+    with_requires(farm, "rp", "1.0", ">=3.12")
+    with_requires(farm, "rp", "2.0", ">=3.14")
+    farm.dirty("rp").commit()
+    write_index(conn, tmp_path)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert {q["abi"]: q["not_for_python"] for q in stats["queue"]} == {"cp311": 2, "cp313": 1}
+    assert "not for its Python" in (tmp_path / "stats.html").read_text()
