@@ -6,6 +6,7 @@ retried with backoff until given up, while ``piwheels build`` exited 0. Here
 each such fault is one line (a ``PiwheelsError``: the CLI exits 2, the Ansible
 wave fails with it) before any build is claimed:
 
+- the upstream: an http(s) URL with a host (``preflight.check_url``; no request);
 - the sandbox: ``sandbox = "auto"`` without ``bwrap`` is refused as root (set
   ``sandbox = "none"`` to accept unisolated builds) and is a warning line
   otherwise; ``sandbox = "none"`` is a warning line on every start;
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from .. import db, fsutil
 from ..errors import ConfigError, DatabaseError, StoreError
+from ..preflight import check_url
 
 # Exactly what migration 0003 grants piwheels_builder; queue.py calls nothing else.
 BUILDER_FUNCTIONS = (
@@ -51,6 +53,7 @@ def check(cfg, interpreters, box, conn, run: Callable) -> list[str]:
     """Every start check, in order; raise on the first failure, return the warnings.
 
     ``run`` is ``Builder._run`` (interp, work, lost, start, network=, argv=)."""
+    check_url("upstream", cfg.upstream_url())  # its form only: no request at start
     warnings = check_sandbox(cfg, box)
     check_database(conn)
     check_store(cfg.www)

@@ -179,6 +179,8 @@ def test_sync_refuses_an_upstream_that_is_not_http(make_farm):
                        ("http://mirror.example:99999/simple/", "is not a URL")]:
         cfg = _config(farm.tmp / "bad-upstream.toml", **{**farm.settings, "upstream": url})
         _refused(_cli(cfg, "sync"), "config: upstream", words)
+        if url.startswith("ftp"):  # the builder's pip and sdist download need http(s) too
+            _refused(_cli(cfg, "build"), "config: upstream", words)
     cfg = _config(farm.tmp / "bad-xmlrpc.toml",
                   **{**farm.settings, "upstream_xmlrpc": "file:///tmp/rpc"})
     _refused(_cli(cfg, "sync"), "config: upstream_xmlrpc", "its scheme is 'file'")
