@@ -410,7 +410,7 @@ def cmd_rebuild(cfg: configmod.Config, args: argparse.Namespace) -> int:
     if version is None:
         raise PiwheelsError("rebuild: name a version, as NAME==VERSION")
     result = queueops.requeue(cfg.database, name, version, args.abi, args.priority)
-    queued = ", ".join(result["queued"]) or "nothing (already built or skipped)"
+    queued = ", ".join(result["queued"]) or "nothing (built, skipped or not for its Python)"
     print(f"rebuild: {result['package']} {result['version']}: forgot {result['forgotten']} "
           f"attempts; queued for {queued}")
     return 0
