@@ -47,7 +47,9 @@ def requires_python(path: Path) -> str | None:
     the archive or PKG-INFO unreadable."""
     try:
         raw = _read(path)
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except Exception:  # a hostile or damaged archive (bad CRC, unknown
+        # compression, encryption, truncated xz...) has no Requires-Python we can read;
+        # the build goes on and reports the archive itself
         return None
     if raw is None:
         return None

@@ -139,3 +139,15 @@ def test_nothing_failed_and_status_counts_it_apart(wave):
     assert "1 not-for-python" in wave["status"]
     assert f"not for their Python (Requires-Python, not queued): {wave['lo'].abi_tag} 1 " \
         "versions" in wave["status"]
+
+
+def test_pkginfo_of_a_damaged_zip_member_is_none(tmp_path):
+    meta = b"Metadata-Version: 2.1\nRequires-Python: >=3.99\n" * 50
+    path = tmp_path / "d-1.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("d-1/PKG-INFO", meta)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"d-1/PKG-INFO") + len("d-1/PKG-INFO")
+    data[start + 5:start + 25] = b"\xff" * 20       # inside the compressed stream
+    path.write_bytes(bytes(data))
+    assert pkginfo.requires_python(path) is None
