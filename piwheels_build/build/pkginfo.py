@@ -16,6 +16,9 @@ from pathlib import Path
 
 _MAX_MEMBERS = 20_000
 _MAX_PKG_INFO = 1 << 20   # bytes: a PKG-INFO is headers plus a description
+# Bytes of a tar's decompressed stream read looking for it: this runs outside the
+# sandbox's caps, so a compression bomb must not cost more than a big real sdist.
+MAX_SCAN = 512 << 20
 
 
 def _read(path: Path) -> bytes | None:
@@ -31,7 +34,7 @@ def _read(path: Path) -> bytes | None:
         return None
     with tarfile.open(path, "r:*") as tar:
         for i, member in enumerate(tar):
-            if i > _MAX_MEMBERS:
+            if i > _MAX_MEMBERS or member.offset_data > MAX_SCAN:
                 return None
             parts = member.name.lstrip("./").split("/")
             if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():

@@ -151,3 +151,12 @@ def test_pkginfo_of_a_damaged_zip_member_is_none(tmp_path):
     data[start + 5:start + 25] = b"\xff" * 20       # inside the compressed stream
     path.write_bytes(bytes(data))
     assert pkginfo.requires_python(path) is None
+
+
+def test_pkginfo_is_looked_for_in_a_bounded_part_of_the_stream(tmp_path, monkeypatch):
+    meta = b"Metadata-Version: 2.1\nRequires-Python: >=3.99\n"
+    path = _tar(tmp_path / "e-1.tar.gz", {"e-1/big.bin": b"\0" * 200_000,
+                                          "e-1/PKG-INFO": meta})
+    assert pkginfo.requires_python(path) == ">=3.99"
+    monkeypatch.setattr(pkginfo, "MAX_SCAN", 100_000)   # a bomb before it: not read
+    assert pkginfo.requires_python(path) is None
