@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import psycopg2
@@ -99,6 +100,17 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _size(text: str) -> int:
+    """A positive size for an option ("8M", "64K" or bytes)."""
+    try:
+        n = configmod.parse_size(text, "size")
+    except PiwheelsError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size (e.g. 8M)")
+    return n
 
 
 def _port(text: str) -> int:
@@ -272,6 +284,7 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     conn = db.connect(cfg.database)
     try:
         check_index(cfg, conn)
+        reader = _downloads_reader(cfg, conn) if args.watch else None
     except BaseException:
         conn.close()
         raise
@@ -294,6 +307,8 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     try:
         last = time.monotonic()
         while not stop.wait(args.interval):
+            if reader is not None:  # the access logs: a stat and a probe when nothing is new
+                link.call(lambda c: _read_downloads(cfg, reader, c, log))
             # A poll, not LISTEN: a NOTIFY in finish_build made every finish
             # wait for the others' commits (docs/benchmarks.md, dispatch).
             dirty = link.call(_index_dirty)
@@ -312,6 +327,51 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     except Stopped as e:
         log.info("index: %s", e)
     link.close()
+    return 0
+
+
+def _downloads_reader(cfg: configmod.Config, conn):
+    """The index service's reader of ``access_logs`` (checked now), or None without."""
+    from .downloads import Reader, logfiles
+    from .preflight import check_downloads
+
+    if not cfg.access_logs:
+        return None
+    logfiles.check(logfiles.configured(cfg), named=False)
+    check_downloads(conn)
+    return Reader(conn)
+
+
+def _read_downloads(cfg: configmod.Config, reader, conn, log: logging.Logger) -> None:
+    from .downloads import logfiles
+
+    reader.conn = conn  # a new connection after a PostgreSQL restart
+    try:
+        summary = reader.read(logfiles.configured(cfg), missing_ok=True)
+    except PiwheelsError as e:  # an unreadable log: said, and the index goes on
+        log.warning("%s", e)
+        return
+    if summary.lines:
+        log.info("%s", summary)
+
+
+def cmd_downloads(cfg: configmod.Config, args: argparse.Namespace) -> int:
+    from .downloads import Reader, logfiles
+    from .preflight import check_downloads
+
+    paths = [Path(p).resolve() for p in args.files] or logfiles.configured(cfg)
+    if not paths:
+        raise PiwheelsError("downloads: no log named and no access_logs in the config; name "
+                            "a file or set access_logs (docs/configuration.md)")
+    logfiles.check(paths, named=bool(args.files))
+    conn = db.connect(cfg.database)
+    try:
+        check_downloads(conn)
+        summary = Reader(conn, chunk=args.chunk, progress=_progress).read(
+            paths, missing_ok=not args.files)
+    finally:
+        conn.close()
+    print(summary)
     return 0
 
 
@@ -343,8 +403,17 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
     log = _service_log("serve")
     log.info("serve: %s on http://%s:%s/", cfg.www, shown, args.port)
     log.info("serve: pip install --index-url http://%s:%s/simple/ PACKAGE", shown, args.port)
+    access_log = cfg.path(cfg.serve_access_log) if cfg.serve_access_log else None
+    if access_log:  # refused at start, not on the first request
+        try:
+            with open(access_log, "a"):
+                pass
+        except OSError as e:
+            raise PiwheelsError(f"serve: cannot write the access log {access_log} "
+                                f"({e.strerror}); fix serve_access_log in the config") from None
+        log.info("serve: access log in %s", access_log)
     try:
-        serve(cfg.www, host, args.port)
+        serve(cfg.www, host, args.port, access_log=access_log)
     except KeyboardInterrupt:
         pass
     except (OSError, ValueError, TypeError) as e:  # TypeError: a NUL in the host name
@@ -448,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true",
                    help="rewrite the stats page now (else at most every stats_interval)")
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("downloads", help="count downloads from the web server's access logs")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="access logs (combined format; .gz too); default: access_logs")
+    p.add_argument("--chunk", type=_size, default="8M", metavar="SIZE",
+                   help="log text per transaction (default 8M)")
+    p.set_defaults(func=cmd_downloads)
     p = sub.add_parser("serve", help="serve the www/ tree (one-machine use; nginx in a fleet)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8000)

@@ -117,8 +117,17 @@ class Config:
     # refuses an upload that would leave less than the floor, 0 for no floor.
     store_free_warning: Size = setting(10 << 30, check=_not_negative)
     store_free_floor: Size = setting(1 << 30, check=_not_negative)
+    # Downloads (downloads/): the web server's access logs read by `piwheels downloads`
+    # and the index service; the combined-format log `piwheels serve` writes, "" none.
+    access_logs: list[str] = setting(factory=list, check=_strings("a list of log file paths"))
+    serve_access_log: str = setting("")
     # Not a key: the file the settings came from.
     source: Path | None = field(default=None, metadata={"key": False})
+
+    def path(self, text: str) -> Path:
+        """A path from a string key, relative to the configuration file's directory."""
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / text).resolve()
 
     def upstream_url(self) -> str:
         """The configured upstream, or the one pip is configured with."""

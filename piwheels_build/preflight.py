@@ -34,9 +34,14 @@ SYNC_FUNCTIONS = ("set_setting", "package_changed", "load_project_list",
                   "packages_not_found", "packages_synced", "write_versions",
                   "write_upstream_files", "fill_requires_python")
 INDEX_TABLES = ("abis", "abi_skips", "build_logs", "builders", "builds", "dependencies",
-                "files", "packages", "queue", "versions", "index_dirty")
+                "files", "packages", "queue", "versions", "index_dirty", "project_downloads",
+                "project_downloads_daily", "downloads_days", "downloads_by")
 INDEX_FUNCTIONS = ("take_dirty_batch", "clear_dirty", "redirty", "expire_leases",
                    "farm_stats")
+# The downloads reader (downloads/, migration 0009), also run by the index service;
+# the index writer reads the counts it leaves.
+DOWNLOADS_TABLES = ("download_logs", "settings")
+DOWNLOADS_FUNCTIONS = ("record_downloads", "mark_download_pages", "set_setting")
 
 
 def check_sync(cfg, conn: psycopg2.extensions.connection) -> None:
@@ -51,6 +56,11 @@ def check_index(cfg, conn: psycopg2.extensions.connection) -> None:
     """Before an index run: the database, then ``www`` writable (see the module)."""
     check_database(conn, "index", INDEX_TABLES, INDEX_FUNCTIONS)
     check_www(Path(cfg.www))
+
+
+def check_downloads(conn: psycopg2.extensions.connection) -> None:
+    """Before reading access logs: the database (see the module)."""
+    check_database(conn, "downloads", DOWNLOADS_TABLES, DOWNLOADS_FUNCTIONS)
 
 
 def check_url(key: str, url: str) -> None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from .downloads.logformat import format_line
 
 V1_JSON = "application/vnd.pypi.simple.v1+json"
 V1_HTML = "application/vnd.pypi.simple.v1+html"
@@ -133,6 +137,28 @@ class Handler(BaseHTTPRequestHandler):
         """One access-log line per request (logging adds the time; none when quiet)."""
         if not getattr(self.server, "quiet", False):
             log.info("serve: %s %s", self.address_string(), format % args)
+
+    # The access log (config serve_access_log): nginx's combined format, one line per
+    # answer, written when its headers are, so `piwheels downloads` reads both servers'.
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._code, self._length = code, 0
+        super().send_response(code, message)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "content-length":
+            self._length = int(value)
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        access = getattr(self.server, "access_log", None)
+        if access is not None and hasattr(self, "_code"):
+            sent = self._length if getattr(self, "send_body", True) else 0
+            headers = getattr(self, "headers", None) or {}  # none for a bad request line
+            line = format_line(self.client_address[0], datetime.now(UTC),
+                               getattr(self, "requestline", "") or "-", self._code, sent,
+                               headers.get("Referer", ""), headers.get("User-Agent", ""))
+            access.write(line)
+        super().end_headers()
 
     def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
         if not getattr(self.server, "quiet", False):
@@ -278,17 +304,44 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+class AccessLog:
+    """An access log file, appended to one whole line at a time (threads share it).
+
+    Opened by name for each line, as nginx reopens on USR1: logrotate may rename it
+    under a running server and the next line starts the new file. Raises OSError when
+    the file cannot be opened (checked once at start by ``make_server``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        with open(self.path, "a", encoding="ascii"):
+            pass
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            try:
+                with open(self.path, "a", encoding="ascii") as f:
+                    f.write(line)  # one write of a whole line: a reader sees it whole or not
+            except OSError as e:
+                log.warning("serve: cannot write the access log %s: %s", self.path, e)
+
+
 def make_server(www: Path, host: str = "127.0.0.1", port: int = 8000, *,
-                quiet: bool = False) -> ThreadingHTTPServer:
-    """A server bound to host:port (port 0 picks a free one), not yet serving."""
+                quiet: bool = False, access_log: Path | None = None) -> ThreadingHTTPServer:
+    """A server bound to host:port (port 0 picks a free one), not yet serving; with
+    ``access_log``, each answer appends a combined-format line to it (OSError if the
+    file cannot be opened for appending)."""
+    log_file = AccessLog(access_log) if access_log else None
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.www = Path(www).resolve()  # type: ignore[attr-defined]
     server.quiet = quiet  # type: ignore[attr-defined]
+    server.access_log = log_file  # type: ignore[attr-defined]
     return server
 
 
-def serve(www: Path, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False) -> None:
-    """Serve www/ until interrupted."""
-    with make_server(www, host, port, quiet=quiet) as server:
+def serve(www: Path, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False,
+          access_log: Path | None = None) -> None:
+    """Serve www/ until interrupted (``access_log``: as ``make_server``)."""
+    with make_server(www, host, port, quiet=quiet, access_log=access_log) as server:
         server.serve_forever()

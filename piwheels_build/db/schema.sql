@@ -388,6 +388,21 @@ CREATE FUNCTION public.mark_dirty(p_packages text[]) RETURNS void
     ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since
 $$;
 
+CREATE FUNCTION public.mark_download_pages(p_today date) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_n integer;
+BEGIN
+    INSERT INTO index_dirty (package)
+    SELECT DISTINCT package FROM project_downloads_daily
+    WHERE day IN (p_today - 1, p_today - 30)
+    ON CONFLICT (package) DO UPDATE SET since = EXCLUDED.since;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+
 CREATE FUNCTION public.merge_project_list(p_resync_oldest integer DEFAULT 0) RETURNS TABLE(new_packages integer, gone_packages integer)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
@@ -491,6 +506,76 @@ CREATE FUNCTION public.python_excludes(p_mask bigint, p_major integer, p_minor i
     AS $$
     SELECT coalesce(p_mask & python_bit(p_major, p_minor) <> 0, false)
 $$;
+
+CREATE FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) RETURNS text[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_at bigint;
+    v_packages text[];
+BEGIN
+    INSERT INTO download_logs (fingerprint, path, device, inode)
+    VALUES (p_fingerprint, p_path, p_device, p_inode) ON CONFLICT DO NOTHING;
+    SELECT position INTO v_at FROM download_logs WHERE fingerprint = p_fingerprint
+    FOR UPDATE;
+    IF v_at <> p_start THEN
+        RETURN NULL;
+    END IF;
+
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.dl_rows (
+        day date, filename text, n bigint, package text, seconds double precision
+    ) ON COMMIT DROP;
+    TRUNCATE pg_temp.dl_rows;
+    -- The file's project and its build's duration: one probe per distinct file.
+    INSERT INTO pg_temp.dl_rows
+    SELECT r.day, r.filename, r.n, f.package, coalesce(b.duration, 0)
+    FROM unnest(p_days, p_filenames, p_counts) AS r(day, filename, n)
+    LEFT JOIN files f ON f.filename = r.filename
+    LEFT JOIN builds b ON b.build_id = f.build_id;
+
+    INSERT INTO file_downloads_daily AS d (day, filename, package, downloads)
+    SELECT day, filename, package, n FROM pg_temp.dl_rows
+    ON CONFLICT (day, filename) DO UPDATE SET downloads = d.downloads + EXCLUDED.downloads;
+
+    INSERT INTO project_downloads_daily AS d (package, day, downloads, seconds_saved)
+    SELECT package, day, sum(n), sum(n * seconds) FROM pg_temp.dl_rows
+    WHERE package IS NOT NULL GROUP BY package, day
+    ON CONFLICT (package, day) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads,
+        seconds_saved = d.seconds_saved + EXCLUDED.seconds_saved;
+
+    INSERT INTO project_downloads AS d (package, downloads, seconds_saved)
+    SELECT package, sum(n), sum(n * seconds) FROM pg_temp.dl_rows
+    WHERE package IS NOT NULL GROUP BY package
+    ON CONFLICT (package) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads,
+        seconds_saved = d.seconds_saved + EXCLUDED.seconds_saved;
+
+    INSERT INTO downloads_days AS d (day, downloads, unknown, seconds_saved)
+    SELECT day, coalesce(sum(n) FILTER (WHERE package IS NOT NULL), 0),
+           coalesce(sum(n) FILTER (WHERE package IS NULL), 0), sum(n * seconds)
+    FROM pg_temp.dl_rows GROUP BY day
+    ON CONFLICT (day) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads, unknown = d.unknown + EXCLUDED.unknown,
+        seconds_saved = d.seconds_saved + EXCLUDED.seconds_saved;
+
+    INSERT INTO downloads_by AS d (day, dimension, value, downloads)
+    SELECT * FROM unnest(p_dim_days, p_dimensions, p_values, p_dim_counts)
+    ON CONFLICT (day, dimension, value) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads;
+
+    SELECT coalesce(array_agg(DISTINCT package ORDER BY package), '{}') INTO v_packages
+    FROM pg_temp.dl_rows WHERE package IS NOT NULL;
+
+    UPDATE download_logs
+    SET path = p_path, device = p_device, inode = p_inode, position = p_position,
+        lines = lines + p_lines, bad_lines = bad_lines + p_bad_lines,
+        downloads = downloads + coalesce((SELECT sum(n) FROM pg_temp.dl_rows), 0),
+        read_at = now()
+    WHERE fingerprint = p_fingerprint;
+    RETURN v_packages;
+END $$;
 
 CREATE FUNCTION public.redirty(p_packages text[]) RETURNS void
     LANGUAGE sql SECURITY DEFINER
@@ -822,6 +907,43 @@ CREATE TABLE public.dependencies (
     CONSTRAINT dependencies_tool_check CHECK ((tool = ANY (ARRAY['pip'::text, 'apt'::text, 'lib'::text])))
 );
 
+CREATE TABLE public.download_logs (
+    fingerprint text NOT NULL,
+    path text NOT NULL,
+    device bigint,
+    inode bigint,
+    "position" bigint DEFAULT 0 NOT NULL,
+    lines bigint DEFAULT 0 NOT NULL,
+    bad_lines bigint DEFAULT 0 NOT NULL,
+    downloads bigint DEFAULT 0 NOT NULL,
+    first_read_at timestamp with time zone DEFAULT now() NOT NULL,
+    read_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT download_logs_fingerprint_check CHECK ((fingerprint ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT download_logs_position_check CHECK (("position" >= 0))
+);
+
+CREATE TABLE public.downloads_by (
+    day date NOT NULL,
+    dimension text NOT NULL,
+    value text NOT NULL,
+    downloads bigint NOT NULL,
+    CONSTRAINT downloads_by_dimension_check CHECK ((dimension = ANY (ARRAY['installer'::text, 'python'::text, 'implementation'::text, 'platform'::text, 'distro'::text])))
+);
+
+CREATE TABLE public.downloads_days (
+    day date NOT NULL,
+    downloads bigint DEFAULT 0 NOT NULL,
+    unknown bigint DEFAULT 0 NOT NULL,
+    seconds_saved double precision DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE public.file_downloads_daily (
+    day date NOT NULL,
+    filename text NOT NULL,
+    package text,
+    downloads bigint NOT NULL
+);
+
 CREATE TABLE public.files (
     filename text NOT NULL,
     build_id bigint NOT NULL,
@@ -861,6 +983,19 @@ CREATE TABLE public.packages (
     synced_at timestamp with time zone,
     added_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT packages_package_check CHECK ((package ~ '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'::text))
+);
+
+CREATE TABLE public.project_downloads (
+    package text NOT NULL,
+    downloads bigint NOT NULL,
+    seconds_saved double precision DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE public.project_downloads_daily (
+    package text NOT NULL,
+    day date NOT NULL,
+    downloads bigint NOT NULL,
+    seconds_saved double precision DEFAULT 0 NOT NULL
 );
 
 CREATE TABLE public.queue (
@@ -984,6 +1119,18 @@ ALTER TABLE ONLY public.builds
 ALTER TABLE ONLY public.dependencies
     ADD CONSTRAINT dependencies_pkey PRIMARY KEY (filename, tool, dependency);
 
+ALTER TABLE ONLY public.download_logs
+    ADD CONSTRAINT download_logs_pkey PRIMARY KEY (fingerprint);
+
+ALTER TABLE ONLY public.downloads_by
+    ADD CONSTRAINT downloads_by_pkey PRIMARY KEY (day, dimension, value);
+
+ALTER TABLE ONLY public.downloads_days
+    ADD CONSTRAINT downloads_days_pkey PRIMARY KEY (day);
+
+ALTER TABLE ONLY public.file_downloads_daily
+    ADD CONSTRAINT file_downloads_daily_pkey PRIMARY KEY (day, filename);
+
 ALTER TABLE ONLY public.files
     ADD CONSTRAINT files_pkey PRIMARY KEY (filename);
 
@@ -995,6 +1142,12 @@ ALTER TABLE ONLY public.package_names
 
 ALTER TABLE ONLY public.packages
     ADD CONSTRAINT packages_pkey PRIMARY KEY (package);
+
+ALTER TABLE ONLY public.project_downloads_daily
+    ADD CONSTRAINT project_downloads_daily_pkey PRIMARY KEY (package, day);
+
+ALTER TABLE ONLY public.project_downloads
+    ADD CONSTRAINT project_downloads_pkey PRIMARY KEY (package);
 
 ALTER TABLE ONLY public.queue
     ADD CONSTRAINT queue_pkey PRIMARY KEY (package, version, abi_tag);
@@ -1026,6 +1179,10 @@ CREATE INDEX package_names_package ON public.package_names USING btree (package)
 CREATE INDEX packages_needs_sync ON public.packages USING btree (package) WHERE needs_sync;
 
 CREATE INDEX packages_synced_at ON public.packages USING btree (synced_at) WHERE (NOT deleted);
+
+CREATE INDEX project_downloads_daily_day ON public.project_downloads_daily USING btree (day);
+
+CREATE INDEX project_downloads_top ON public.project_downloads USING btree (downloads DESC);
 
 CREATE UNIQUE INDEX queue_build ON public.queue USING btree (build_id) WHERE (build_id IS NOT NULL);
 
@@ -1138,6 +1295,9 @@ GRANT ALL ON FUNCTION public.load_project_list(p_names text[], p_packages text[]
 REVOKE ALL ON FUNCTION public.mark_dirty(p_packages text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mark_dirty(p_packages text[]) TO piwheels_master;
 
+REVOKE ALL ON FUNCTION public.mark_download_pages(p_today date) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mark_download_pages(p_today date) TO piwheels_master;
+
 REVOKE ALL ON FUNCTION public.merge_project_list(p_resync_oldest integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.merge_project_list(p_resync_oldest integer) TO piwheels_master;
 
@@ -1149,6 +1309,9 @@ GRANT ALL ON FUNCTION public.packages_not_found(p_packages text[]) TO piwheels_m
 
 REVOKE ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) TO piwheels_master;
+
+REVOKE ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.redirty(p_packages text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.redirty(p_packages text[]) TO piwheels_master;
@@ -1208,6 +1371,18 @@ GRANT ALL ON SEQUENCE public.builds_build_id_seq TO piwheels_master;
 GRANT ALL ON TABLE public.dependencies TO piwheels_master;
 GRANT SELECT ON TABLE public.dependencies TO piwheels_web;
 
+GRANT ALL ON TABLE public.download_logs TO piwheels_master;
+GRANT SELECT ON TABLE public.download_logs TO piwheels_web;
+
+GRANT ALL ON TABLE public.downloads_by TO piwheels_master;
+GRANT SELECT ON TABLE public.downloads_by TO piwheels_web;
+
+GRANT ALL ON TABLE public.downloads_days TO piwheels_master;
+GRANT SELECT ON TABLE public.downloads_days TO piwheels_web;
+
+GRANT ALL ON TABLE public.file_downloads_daily TO piwheels_master;
+GRANT SELECT ON TABLE public.file_downloads_daily TO piwheels_web;
+
 GRANT ALL ON TABLE public.files TO piwheels_master;
 GRANT SELECT ON TABLE public.files TO piwheels_web;
 
@@ -1219,6 +1394,12 @@ GRANT SELECT ON TABLE public.package_names TO piwheels_web;
 
 GRANT ALL ON TABLE public.packages TO piwheels_master;
 GRANT SELECT ON TABLE public.packages TO piwheels_web;
+
+GRANT ALL ON TABLE public.project_downloads TO piwheels_master;
+GRANT SELECT ON TABLE public.project_downloads TO piwheels_web;
+
+GRANT ALL ON TABLE public.project_downloads_daily TO piwheels_master;
+GRANT SELECT ON TABLE public.project_downloads_daily TO piwheels_web;
 
 GRANT ALL ON TABLE public.queue TO piwheels_master;
 GRANT SELECT ON TABLE public.queue TO piwheels_web;

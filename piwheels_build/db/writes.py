@@ -1,4 +1,4 @@
-"""The Python face of the master's write functions (db/migrations/0006, 0008).
+"""The Python face of the master's write functions (db/migrations/0006, 0008, 0009).
 
 Every write that sync and the index writer make is one of these SQL
 functions; this module is the one place Python calls them, one wrapper per
@@ -9,8 +9,8 @@ as one array per column, so a group of any size is one statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 
 import psycopg2.extensions
 
@@ -135,3 +135,32 @@ def write_upstream_files(cur: Cursor, rows: Sequence[tuple], stale: list[str]) -
                     " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
                     " %s::text[], %s::timestamptz[], %s::boolean[], %s::text[])",
                     (stale, *_columns(rows, 11)))
+
+
+# Downloads (migration 0009) ----------------------------------------------
+
+def record_downloads(cur: Cursor, fingerprint: str, path: str, device: int, inode: int,
+                     start: int, position: int, lines: int, bad_lines: int,
+                     files: Mapping[tuple[date, str], int],
+                     dims: Mapping[tuple[date, str, str], int]) -> list[str] | None:
+    """Add one stretch of an access log (``record_downloads``): ``files`` counts per
+    (UTC day, file name), ``dims`` per (day, dimension, value); the log keyed by
+    ``fingerprint`` moves from byte ``start`` to ``position``. The projects whose counts
+    changed, or None (nothing written) when the log's stored position is not ``start``:
+    another reader got there first."""
+    f_rows = [(d, name, n) for (d, name), n in files.items()]
+    d_rows = [(d, dim, value, n) for (d, dim, value), n in dims.items()]
+    days, names, counts = _columns(f_rows, 3)
+    ddays, dimensions, values, dcounts = _columns(d_rows, 4)
+    cur.execute("SELECT record_downloads(%s, %s, %s, %s, %s, %s, %s, %s, %s::date[],"
+                " %s::text[], %s::bigint[], %s::date[], %s::text[], %s::text[], %s::bigint[])",
+                (fingerprint, path, device, inode, start, position, lines, bad_lines,
+                 days, names, counts, ddays, dimensions, values, dcounts))
+    return cur.fetchone()[0]
+
+
+def mark_download_pages(cur: Cursor, today: date) -> int:
+    """Mark the projects downloaded yesterday or on the day that just left the 30-day
+    window (``mark_download_pages``); how many."""
+    cur.execute("SELECT mark_download_pages(%s)", (today,))
+    return cur.fetchone()[0]

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
+from ..downloads.stats import farm_downloads, project_counts
 from ..names import abi_version
 from ..requirespython import excludes, is_valid
 from ..status import farm_stats
@@ -134,6 +135,7 @@ class Batch:
             self.deps[r.filename][r.tool].append(r.dependency)
         self.queue = {(r.package, r.version, r.abi_tag): r for r in rows["queue"]}
         self.skips = {(r.package, r.version, r.abi_tag): r for r in rows["skips"]}
+        self.downloads = project_counts(cur, packages)
 
     def listed_files(self, package: str) -> list[Any]:
         """Files the simple index links: not of a deleted package or version."""
@@ -264,7 +266,9 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
         })
     return {"name": package, "display_name": info.display_name,
             "skip_reason": info.skip_reason, "deleted": info.deleted,
-            "abis": [a.abi_tag for a in abis], "versions": out}
+            "abis": [a.abi_tag for a in abis], "versions": out,
+            # counted from the access logs (downloads/); refreshed daily on the page
+            "downloads": batch.downloads.get(package, {"last_30_days": 0, "all_time": 0})}
 
 
 def collect_stats(cur: Any) -> dict[str, Any]:
@@ -295,4 +299,5 @@ def collect_stats(cur: Any) -> dict[str, Any]:
                    "building": q["building"], "waiting_retry": q["waiting_retry"],
                    "not_for_python": not_for.get(q["abi"], 0)}
                   for q in s["queue"]],
+        "downloads": farm_downloads(cur),
     }

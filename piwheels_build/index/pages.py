@@ -136,9 +136,9 @@ def stats_html(s: dict[str, Any]) -> str:
     return _render("stats.html", s=s, prefix="", css=True)
 
 
-def landing_html() -> str:
-    """``www/index.html``."""
-    return _render("landing.html", prefix="", css=True)
+def landing_html(downloads: dict[str, Any] | None = None) -> str:
+    """``www/index.html``; ``downloads``: the stats' downloads (``farm_downloads``)."""
+    return _render("landing.html", prefix="", css=True, downloads=downloads)
 
 
 def style_css() -> bytes:

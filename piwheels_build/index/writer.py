@@ -293,7 +293,9 @@ class _Writer:
 
     def write_fixed(self) -> None:
         fsutil.write_if_changed(self.www / "static" / "style.css", style_css())
-        fsutil.write_if_changed(self.www / "index.html", landing_html().encode())
+        # With the downloads' figures, the stats run writes it (write_stats).
+        if not (self.www / "index.html").exists():
+            fsutil.write_if_changed(self.www / "index.html", landing_html().encode())
 
     def root_due(self) -> bool:
         """The root lists every package (46 MB at PyPI's size, ~27 s to write): rewrite it
@@ -313,6 +315,8 @@ class _Writer:
         self.conn.rollback()
         fsutil.write_bytes(self.www / "stats.json", json_bytes(stats))
         fsutil.write_bytes(self.www / "stats.html", stats_html(stats).encode())
+        fsutil.write_if_changed(self.www / "index.html",
+                                landing_html(stats.get("downloads")).encode())
         self.summary.stats_written = True
 
 

@@ -1,0 +1,225 @@
+"""Read access logs incrementally into the database (migration 0009).
+
+Each log is known by its content, the sha256 of its first line, with the position
+(bytes of uncompressed text) read so far: a file renamed by logrotate, or gzipped
+afterwards, goes on from there; a new file starts at 0. Complete lines only (a last
+line without its newline is left for the next run). Every ``chunk`` bytes the counts
+and the new position are written in one transaction (``record_downloads``), so a run
+killed at any point neither loses nor doubles a line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from ..db import writes
+from ..errors import PiwheelsError
+from .logformat import parse_line
+from .useragent import DIMENSIONS, dimensions
+
+CHUNK = 8 << 20        # bytes of log text per transaction
+MAX_FIRST_LINE = 1 << 16  # a longer first line is not a log's we can key
+PAGES_MARKED = "downloads_pages_marked"  # settings key: the day project pages were marked
+
+
+def download_of(method: str, path: str, status: int) -> str | None:
+    """The wheel's file name when a request is a download, else None.
+
+    A download is a GET of ``/simple/<project>/<file>.whl`` (where the store puts
+    wheels: store.py, served as is by nginx and serve.py) answered 200. A 206 is a
+    range (pip's and uv's lazy metadata read the end of a wheel that way; a resumed
+    download would be several): not counted. A ``.metadata`` fetch (PEP 658), a HEAD,
+    a 304 are not downloads. An alias (linux_armv6l) counts under its own name.
+    """
+    if method != "GET" or status != 200 or not path.endswith(".whl"):
+        return None
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "" or parts[1] != "simple" or not parts[2]:
+        return None
+    return parts[3] or None
+
+
+@dataclass
+class Tally:
+    """What a stretch of log held: downloads per (day, file), per (day, dimension,
+    value), lines read and lines that did not parse."""
+
+    files: Counter = field(default_factory=Counter)
+    dims: Counter = field(default_factory=Counter)
+    lines: int = 0
+    bad: int = 0
+
+    def add(self, text: str) -> None:
+        self.lines += 1
+        req = parse_line(text)
+        if req is None:
+            self.bad += 1
+            return
+        name = download_of(req.method, req.path, req.status)
+        if name is None:
+            return
+        self.files[req.day, name] += 1
+        for dim, value in zip(DIMENSIONS, dimensions(req.user_agent), strict=True):
+            self.dims[req.day, dim, value] += 1
+
+    @property
+    def downloads(self) -> int:
+        return sum(self.files.values())
+
+
+@dataclass
+class Summary:
+    """A run over some logs: files read, lines, downloads, lines skipped."""
+
+    logs: int = 0
+    lines: int = 0
+    downloads: int = 0
+    bad_lines: int = 0
+    packages: set[str] = field(default_factory=set)
+    contended: list[str] = field(default_factory=list)
+    pages_marked: int = 0
+
+    def __str__(self) -> str:
+        text = (f"downloads: {self.logs} log(s), {self.lines:,} new line(s), "
+                f"{self.downloads:,} download(s) of {len(self.packages):,} project(s)")
+        if self.bad_lines:
+            text += f"; {self.bad_lines:,} line(s) not in the combined format, skipped"
+        if self.contended:
+            text += f"; another reader was reading {', '.join(self.contended)}"
+        return text
+
+
+def _open_text(path: Path) -> tuple[Any, os.stat_result]:
+    """The log's uncompressed bytes (gzip by its magic number) and its stat."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise PiwheelsError(f"downloads: cannot read {path}: {e.strerror}") from None
+    st = os.fstat(f.fileno())
+    if f.read(2) == b"\x1f\x8b":
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb"), st
+    f.seek(0)
+    return f, st
+
+
+class Reader:
+    """Reads logs into the database; one per process (the index service keeps one, so
+    a gzipped log read to its end is not decompressed again on every poll)."""
+
+    def __init__(self, conn: Any, chunk: int = CHUNK,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.conn = conn
+        self.chunk = chunk
+        self.progress = progress
+        self._done: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, ino) -> (size, mtime)
+
+    def read(self, paths: Iterable[Path], *, missing_ok: bool = False) -> Summary:
+        """Read each log from where the last run stopped; then, once a day, mark for the
+        index writer the projects whose page counts changed (``mark_download_pages``).
+
+        Raises PiwheelsError for a log that cannot be read (a missing one too, unless
+        ``missing_ok``: between logrotate's rename and nginx's reopening, the live name
+        may be briefly absent)."""
+        summary = Summary()
+        for path in paths:
+            try:
+                self.read_one(Path(path), summary)
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise PiwheelsError(f"downloads: {path} does not exist; name an access "
+                                        "log, or fix access_logs in the config") from None
+            except (OSError, EOFError, zlib.error) as e:  # a corrupt or cut .gz
+                self.conn.rollback()
+                raise PiwheelsError(f"downloads: {path} is not readable to its end "
+                                    f"({e}); what came before it is counted") from None
+        summary.pages_marked = self.mark_pages()
+        return summary
+
+    def read_one(self, path: Path, summary: Summary) -> None:
+        stream, st = _open_text(path)
+        key, sig = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns)
+        if self._done.get(key) == sig:
+            stream.close()
+            return
+        with stream:
+            first = stream.readline(MAX_FIRST_LINE)
+            if not first.endswith(b"\n"):  # empty, or its first line not written yet
+                return
+            fingerprint = hashlib.sha256(first).hexdigest()
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT position FROM download_logs WHERE fingerprint = %s",
+                            (fingerprint,))
+                row = cur.fetchone()
+            self.conn.rollback()
+            position = row[0] if row else 0
+            summary.logs += 1
+            if not isinstance(stream, gzip.GzipFile) and st.st_size <= position:
+                return  # nothing new (cheap: the index service does this every poll)
+            stream.seek(position)  # a GzipFile decompresses up to it
+            complete = self._read_from(stream, path, st, fingerprint, position, summary)
+        if complete and isinstance(stream, gzip.GzipFile):
+            self._done[key] = sig
+
+    def _read_from(self, stream: Any, path: Path, st: os.stat_result, fingerprint: str,
+                   position: int, summary: Summary) -> bool:
+        """Read complete lines from ``position`` to the end in chunks, each chunk's counts
+        committed with its end position; False if another reader moved the position."""
+        rest = b""
+        while True:
+            data = stream.read(self.chunk)
+            buf = rest + data
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0 and not data:
+                return True  # the end, or a last line without its newline yet
+            if cut == 0:
+                rest = buf
+                continue
+            text, rest = buf[:cut], buf[cut:]
+            tally = Tally()
+            for line in text.decode("utf-8", "replace").splitlines():
+                tally.add(line)
+            end = position + cut
+            with self.conn.cursor() as cur:
+                packages = writes.record_downloads(
+                    cur, fingerprint, str(path), st.st_dev, st.st_ino, position, end,
+                    tally.lines, tally.bad, tally.files, tally.dims)
+            if packages is None:
+                self.conn.rollback()
+                summary.contended.append(str(path))
+                return False
+            self.conn.commit()
+            position = end
+            summary.lines += tally.lines
+            summary.bad_lines += tally.bad
+            summary.downloads += tally.downloads
+            summary.packages.update(packages)
+            if self.progress:
+                self.progress(f"downloads: {path}: {position:,} bytes read, "
+                              f"{summary.downloads:,} download(s) so far")
+
+    def mark_pages(self, today: date | None = None) -> int:
+        """Once a day (UTC), mark the projects whose page counts changed
+        (``mark_download_pages``); how many were marked (0 when already done today)."""
+        today = today or datetime.now(UTC).date()
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT value FROM settings WHERE key = %s", (PAGES_MARKED,))
+            row = cur.fetchone()
+            if row and row[0] == today.isoformat():
+                self.conn.rollback()
+                return 0
+            n = writes.mark_download_pages(cur, today)
+            writes.set_setting(cur, PAGES_MARKED, today.isoformat())
+        self.conn.commit()
+        return n

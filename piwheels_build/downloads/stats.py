@@ -1,0 +1,59 @@
+"""The download figures the pages show, read through index probes (migration 0009)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WINDOW = 30  # days of "last 30 days": today (UTC) and the 29 before
+TOP = 10
+
+Q_PROJECTS_30 = """
+SELECT package, sum(downloads) FROM project_downloads_daily
+WHERE package = ANY(%s) AND day > (now() AT TIME ZONE 'UTC')::date - 30
+GROUP BY package
+"""
+Q_PROJECTS_ALL = "SELECT package, downloads FROM project_downloads WHERE package = ANY(%s)"
+# Farm-wide: one row a day, summed.
+Q_TOTALS = """
+SELECT coalesce(sum(downloads), 0), coalesce(sum(unknown), 0),
+       coalesce(sum(seconds_saved), 0),
+       coalesce(sum(downloads) FILTER (
+           WHERE day > (now() AT TIME ZONE 'UTC')::date - 30), 0)
+FROM downloads_days
+"""
+Q_TOP = "SELECT package, downloads FROM project_downloads ORDER BY downloads DESC, package LIMIT %s"
+Q_BY = """
+SELECT dimension, value, sum(downloads) AS n FROM downloads_by
+WHERE day > (now() AT TIME ZONE 'UTC')::date - 30
+GROUP BY dimension, value ORDER BY dimension, n DESC, value
+"""
+
+
+def project_counts(cur: Any, packages: list[str]) -> dict[str, dict[str, int]]:
+    """{package: {"last_30_days": n, "all_time": n}} for a batch of packages (two index
+    probes per package); a package never downloaded has no entry."""
+    out: dict[str, dict[str, int]] = {}
+    cur.execute(Q_PROJECTS_ALL, (packages,))
+    for package, n in cur.fetchall():
+        out[package] = {"last_30_days": 0, "all_time": int(n)}
+    cur.execute(Q_PROJECTS_30, (packages,))
+    for package, n in cur.fetchall():
+        out.setdefault(package, {"last_30_days": 0, "all_time": 0})["last_30_days"] = int(n)
+    return out
+
+
+def farm_downloads(cur: Any) -> dict[str, Any]:
+    """The farm's downloads: all time and the last 30 days (of files the farm knows),
+    of unknown files apart, the build time they saved in seconds (each download times
+    its file's build's duration), the top projects all time, and per dimension the last
+    30 days' counts (value, downloads), most first."""
+    cur.execute(Q_TOTALS)
+    total, unknown, saved, recent = cur.fetchone()
+    cur.execute(Q_TOP, (TOP,))
+    top = [{"name": p, "downloads": int(n)} for p, n in cur.fetchall()]
+    cur.execute(Q_BY)
+    by: dict[str, list[list[Any]]] = {}
+    for dim, value, n in cur.fetchall():
+        by.setdefault(dim, []).append([value, int(n)])
+    return {"all_time": int(total), "last_30_days": int(recent), "unknown_files": int(unknown),
+            "seconds_saved": round(float(saved), 1), "top": top, "by_last_30_days": by}
