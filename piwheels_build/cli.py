@@ -367,8 +367,8 @@ def cmd_downloads(cfg: configmod.Config, args: argparse.Namespace) -> int:
     conn = db.connect(cfg.database)
     try:
         check_downloads(conn)
-        summary = Reader(conn, chunk=args.chunk, progress=_progress).read(
-            paths, missing_ok=not args.files)
+        summary = Reader(conn, chunk=args.chunk, progress=_progress,
+                         mark_changed=True).read(paths, missing_ok=not args.files)
     finally:
         conn.close()
     print(summary)

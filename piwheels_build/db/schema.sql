@@ -507,13 +507,14 @@ CREATE FUNCTION public.python_excludes(p_mask bigint, p_major integer, p_minor i
     SELECT coalesce(p_mask & python_bit(p_major, p_minor) <> 0, false)
 $$;
 
-CREATE FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) RETURNS text[]
+CREATE FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
 DECLARE
     v_at bigint;
     v_packages text[];
+    v_unknown bigint;
 BEGIN
     INSERT INTO download_logs (fingerprint, path, device, inode)
     VALUES (p_fingerprint, p_path, p_device, p_inode) ON CONFLICT DO NOTHING;
@@ -565,8 +566,10 @@ BEGIN
     ON CONFLICT (day, dimension, value) DO UPDATE
     SET downloads = d.downloads + EXCLUDED.downloads;
 
-    SELECT coalesce(array_agg(DISTINCT package ORDER BY package), '{}') INTO v_packages
-    FROM pg_temp.dl_rows WHERE package IS NOT NULL;
+    SELECT coalesce(array_agg(DISTINCT package ORDER BY package)
+                    FILTER (WHERE package IS NOT NULL), '{}'),
+           coalesce(sum(n) FILTER (WHERE package IS NULL), 0)
+    INTO v_packages, v_unknown FROM pg_temp.dl_rows;
 
     UPDATE download_logs
     SET path = p_path, device = p_device, inode = p_inode, position = p_position,
@@ -574,7 +577,7 @@ BEGIN
         downloads = downloads + coalesce((SELECT sum(n) FROM pg_temp.dl_rows), 0),
         read_at = now()
     WHERE fingerprint = p_fingerprint;
-    RETURN v_packages;
+    RETURN jsonb_build_object('packages', to_jsonb(v_packages), 'unknown', v_unknown);
 END $$;
 
 CREATE FUNCTION public.redirty(p_packages text[]) RETURNS void

@@ -142,12 +142,13 @@ def write_upstream_files(cur: Cursor, rows: Sequence[tuple], stale: list[str]) -
 def record_downloads(cur: Cursor, fingerprint: str, path: str, device: int, inode: int,
                      start: int, position: int, lines: int, bad_lines: int,
                      files: Mapping[tuple[date, str], int],
-                     dims: Mapping[tuple[date, str, str], int]) -> list[str] | None:
+                     dims: Mapping[tuple[date, str, str], int]) -> dict | None:
     """Add one stretch of an access log (``record_downloads``): ``files`` counts per
     (UTC day, file name), ``dims`` per (day, dimension, value); the log keyed by
-    ``fingerprint`` moves from byte ``start`` to ``position``. The projects whose counts
-    changed, or None (nothing written) when the log's stored position is not ``start``:
-    another reader got there first."""
+    ``fingerprint`` moves from byte ``start`` to ``position``. ``{"packages": [the
+    projects whose counts changed], "unknown": downloads of files not recorded}``, or
+    None (nothing written) when the log's stored position is not ``start``: another
+    reader got there first."""
     f_rows = [(d, name, n) for (d, name), n in files.items()]
     d_rows = [(d, dim, value, n) for (d, dim, value), n in dims.items()]
     days, names, counts = _columns(f_rows, 3)
@@ -157,6 +158,11 @@ def record_downloads(cur: Cursor, fingerprint: str, path: str, device: int, inod
                 (fingerprint, path, device, inode, start, position, lines, bad_lines,
                  days, names, counts, ddays, dimensions, values, dcounts))
     return cur.fetchone()[0]
+
+
+def mark_dirty(cur: Cursor, packages: list[str]) -> None:
+    """Mark packages for the index writer (``mark_dirty``)."""
+    cur.execute("SELECT mark_dirty(%s::text[])", (packages,))
 
 
 def mark_download_pages(cur: Cursor, today: date) -> int:

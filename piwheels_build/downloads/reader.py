@@ -83,6 +83,7 @@ class Summary:
     logs: int = 0
     lines: int = 0
     downloads: int = 0
+    unknown: int = 0
     bad_lines: int = 0
     packages: set[str] = field(default_factory=set)
     contended: list[str] = field(default_factory=list)
@@ -90,7 +91,8 @@ class Summary:
 
     def __str__(self) -> str:
         text = (f"downloads: {self.logs} log(s), {self.lines:,} new line(s), "
-                f"{self.downloads:,} download(s) of {len(self.packages):,} project(s)")
+                f"{self.downloads:,} download(s): {self.downloads - self.unknown:,} of "
+                f"{len(self.packages):,} project(s), {self.unknown:,} of files not recorded")
         if self.bad_lines:
             text += f"; {self.bad_lines:,} line(s) not in the combined format, skipped"
         if self.contended:
@@ -119,8 +121,14 @@ class Reader:
     a gzipped log read to its end is not decompressed again on every poll)."""
 
     def __init__(self, conn: Any, chunk: int = CHUNK,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, *,
+                 mark_changed: bool = False) -> None:
+        """``mark_changed``: mark each project whose counts a chunk changed for the index
+        writer, with the chunk (the one-shot command: its pages show the counts at the
+        next index run); else only the daily marking (the index service: a poll must not
+        rewrite every downloaded project's page)."""
         self.conn = conn
+        self.mark_changed = mark_changed
         self.chunk = chunk
         self.progress = progress
         self._done: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, ino) -> (size, mtime)
@@ -192,10 +200,12 @@ class Reader:
                 tally.add(line)
             end = position + cut
             with self.conn.cursor() as cur:
-                packages = writes.record_downloads(
+                done = writes.record_downloads(
                     cur, fingerprint, str(path), st.st_dev, st.st_ino, position, end,
                     tally.lines, tally.bad, tally.files, tally.dims)
-            if packages is None:
+                if done and self.mark_changed and done["packages"]:
+                    writes.mark_dirty(cur, done["packages"])
+            if done is None:
                 self.conn.rollback()
                 summary.contended.append(str(path))
                 return False
@@ -204,7 +214,8 @@ class Reader:
             summary.lines += tally.lines
             summary.bad_lines += tally.bad
             summary.downloads += tally.downloads
-            summary.packages.update(packages)
+            summary.unknown += done["unknown"]
+            summary.packages.update(done["packages"])
             if self.progress:
                 self.progress(f"downloads: {path}: {position:,} bytes read, "
                               f"{summary.downloads:,} download(s) so far")

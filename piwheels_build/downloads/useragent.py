@@ -12,6 +12,7 @@ object after a space.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 DIMENSIONS = ("installer", "python", "implementation", "platform", "distro")
@@ -36,6 +37,7 @@ def _get(data: Any, *keys: str) -> str:
     return _text(data)
 
 
+@lru_cache(maxsize=4096)  # a farm's clients send few distinct User-Agents
 def dimensions(user_agent: str) -> tuple[str, str, str, str, str]:
     """(installer, python, implementation, platform, distro) of a User-Agent, e.g.
     ("pip 24.0", "3.11", "CPython", "Linux armv7l", "Raspbian GNU/Linux 12"); each

@@ -156,6 +156,10 @@ def test_parse_combined_lines():
                       '"-" "say \\"hi\\""').user_agent == 'say "hi"'
     assert parse_line('1.2.3.4 - - [01/Dec/2026:00:00:00 +0000] "GET /a%2Bb HTTP/1.0" 304 -'
                       ).path == "/a+b"
+    # combined with more fields after it ($request_time "$http_x_forwarded_for")
+    r = parse_line(_nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA)[:-1]
+                   + ' 0.004 "-"')
+    assert r.user_agent == PIP_UA and r.status == 200
     # nonsense a client sent is still a line (not a download), logged 400
     assert parse_line('1.2.3.4 - - [01/Dec/2026:00:00:00 +0000] "\\x16\\x03\\x01" 400 150 '
                       '"-" "-"').method == ""
@@ -251,7 +255,7 @@ def test_real_pip_and_uv_against_serve_then_nginx_lines_rotation_and_reruns(conn
     with open(log, "a") as f:
         f.writelines(added)
     s = reader.read([log])
-    assert (s.lines, s.bad_lines, s.downloads) == (len(added), 3, 3)
+    assert (s.lines, s.bad_lines, s.downloads, s.unknown) == (len(added), 3, 3, 1)
     c = _counts(conn)
     assert c["files"] == {PURE: 2, ARM6: 1, ARM7: 1, LOCAL: 1}
     assert c["projects"]["armpkg"] == (2, 1200.0)
@@ -405,9 +409,16 @@ def test_a_kill_mid_run_loses_and_doubles_nothing(conn, dsn, tmp_path):
         proc.wait()
     partial = _counts(conn)["lines"]
     assert 0 < partial < n  # the kill landed mid-run
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM index_dirty")
+    conn.commit()
     done = _cli(cfg, "--chunk", "64K")
     assert done.returncode == 0, done.stderr
     assert f"{n - partial:,} new line(s)" in done.stdout
+    with conn.cursor() as cur:  # the one-shot command marks the pages it changed
+        cur.execute("SELECT package FROM index_dirty ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == ["armpkg", "tinypkg"]
+    conn.rollback()
     c = _counts(conn)
     assert (c["lines"], c["bad"]) == (n, 0)
     assert c["files"] == {PURE: n - n // 3, ARM7: n // 3}

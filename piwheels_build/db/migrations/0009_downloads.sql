@@ -96,18 +96,20 @@ GRANT SELECT ON download_logs, file_downloads_daily, project_downloads_daily,
 -- p_start is the position the reader started from: if the stored position
 -- is not that (another reader got there first), nothing is added and NULL is
 -- returned, so two readers of one log never count a line twice. Otherwise
--- the packages whose counts changed. Downloads come as (day, file name,
+-- {"packages": the projects whose counts changed, "unknown": downloads of
+-- files the files table does not know}. Downloads come as (day, file name,
 -- count) columns, the client dimensions as (day, dimension, value, count).
 CREATE FUNCTION record_downloads(
     p_fingerprint text, p_path text, p_device bigint, p_inode bigint,
     p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint,
     p_days date[], p_filenames text[], p_counts bigint[],
     p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[])
-RETURNS text[]
+RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_at bigint;
     v_packages text[];
+    v_unknown bigint;
 BEGIN
     INSERT INTO download_logs (fingerprint, path, device, inode)
     VALUES (p_fingerprint, p_path, p_device, p_inode) ON CONFLICT DO NOTHING;
@@ -159,8 +161,10 @@ BEGIN
     ON CONFLICT (day, dimension, value) DO UPDATE
     SET downloads = d.downloads + EXCLUDED.downloads;
 
-    SELECT coalesce(array_agg(DISTINCT package ORDER BY package), '{}') INTO v_packages
-    FROM pg_temp.dl_rows WHERE package IS NOT NULL;
+    SELECT coalesce(array_agg(DISTINCT package ORDER BY package)
+                    FILTER (WHERE package IS NOT NULL), '{}'),
+           coalesce(sum(n) FILTER (WHERE package IS NULL), 0)
+    INTO v_packages, v_unknown FROM pg_temp.dl_rows;
 
     UPDATE download_logs
     SET path = p_path, device = p_device, inode = p_inode, position = p_position,
@@ -168,7 +172,7 @@ BEGIN
         downloads = downloads + coalesce((SELECT sum(n) FROM pg_temp.dl_rows), 0),
         read_at = now()
     WHERE fingerprint = p_fingerprint;
-    RETURN v_packages;
+    RETURN jsonb_build_object('packages', to_jsonb(v_packages), 'unknown', v_unknown);
 END $$;
 REVOKE EXECUTE ON FUNCTION record_downloads(text, text, bigint, bigint, bigint, bigint, bigint,
     bigint, date[], text[], bigint[], date[], text[], text[], bigint[]) FROM PUBLIC;
