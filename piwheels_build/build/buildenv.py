@@ -6,8 +6,10 @@ target interpreter:
 1. fetch the declared ``[build-system] requires`` (network on; wheels only,
    ``--only-binary :all:``, so no package code runs; transitive dependencies
    included; skipped when the list is empty or the requirements cache has it);
-2. unpack the sdist and make a venv of the target interpreter without pip,
-   then install the declared wheels into it from the wheelhouse (network off);
+2. make a venv of the target interpreter without pip and install the
+   declared wheels into it from the wheelhouse (network off), or link the one
+   an earlier build made from the same wheels (envcache); then unpack the
+   sdist (network off);
 3. call the backend's ``get_requires_for_build_wheel`` (network off: it runs
    the package's code);
 4. what it adds that the environment does not have: fetched as in 1 (network
@@ -33,6 +35,7 @@ import os
 import shutil
 import stat
 import subprocess
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +50,7 @@ from pyproject_hooks import (
 )
 
 from .classify import classify, missing_requirements
+from .envcache import EnvTemplates, wheels_key
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import RunResult, Sandbox
@@ -56,12 +60,14 @@ from .sdists import BuildSystem
 BAD_SDIST = 3
 _MAX_ANSWER = 1 << 20   # a hook's output.json; ours are a list of strings or a file name
 
-# Run by the target interpreter (-I) in the sandbox, network off: the archive is
-# hostile, so it is unpacked by the build user where only the build directory is
-# writable ("data" filter where the interpreter has it).
-_PREPARE = """\
-import os, sys, tarfile, venv, zipfile
-sdist, tree, env = sys.argv[1:4]
+# Run by the target interpreter (-I) in the sandbox, network off.
+_VENV = "import sys, venv; venv.EnvBuilder(symlinks=True, with_pip=False).create(sys.argv[1])"
+# The archive is hostile, so it is unpacked by the build user where only the build
+# directory is writable ("data" filter where the interpreter has it), after the build
+# environment was made (and kept as a template: envcache).
+_UNPACK = """\
+import os, sys, tarfile, zipfile
+sdist, tree = sys.argv[1:3]
 try:
     os.mkdir(tree)
     if sdist.endswith(".zip"):
@@ -76,7 +82,6 @@ try:
 except Exception as e:
     print(f"[piwheels] cannot unpack {os.path.basename(sdist)}: {e}", file=sys.stderr)
     sys.exit(3)
-venv.EnvBuilder(symlinks=True, with_pip=False).create(env)
 """
 
 
@@ -131,9 +136,13 @@ class BuildEnv:
     """One build's environment and backend calls, in the build directory ``work``."""
 
     def __init__(self, interp: Interpreter, box: Sandbox, work: Path, run: Run, log: Log,
-                 reqs: RequirementsCache, sources: Sources, online: bool = False) -> None:
+                 reqs: RequirementsCache, sources: Sources, online: bool = False,
+                 templates: EnvTemplates | None = None) -> None:
         self.interp, self.box, self.work, self.run, self.log = interp, box, work, run, log
         self.reqs, self.sources, self.online = reqs, sources, online
+        # A template's scripts name /tmp/build/env: only where every build has that path;
+        # online, installing may build an sdist (run code) before the copy is taken.
+        self.templates = templates if box.kind == "bubblewrap" and not online else None
         self.python = self.inside("env", "bin", "python")
         self._title = ""
 
@@ -156,13 +165,16 @@ class BuildEnv:
     def _build(self, sdist: Path, system: BuildSystem) -> None:
         if system.requires:
             self._fetch(system.requires, "wheelhouse", "declared")
-        self._prepare(sdist)
-        if system.requires:
-            self._install(system.requires)
-        hooks = BuildBackendHookCaller(
-            self.inside("tree", self._source_root()), system.backend,
-            backend_path=system.backend_path or None, runner=self._runner,
-            python_executable=self.python)
+        self._make_env(system.requires)
+        self._unpack(sdist)
+        try:
+            hooks = BuildBackendHookCaller(
+                self.inside("tree", self._source_root()), system.backend,
+                backend_path=system.backend_path or None, runner=self._runner,
+                python_executable=self.python)
+        except ValueError as e:  # a backend-path outside the source tree
+            self.log.note(f"build-system.backend-path: {e}")
+            raise BuildStopped("failed") from None
         dynamic = self._hook("get_requires_for_build_wheel", hooks.get_requires_for_build_wheel)
         if not isinstance(dynamic, list) or not all(isinstance(r, str) for r in dynamic):
             self.log.note(f"get_requires_for_build_wheel returned {dynamic!r}, not a list of "
@@ -202,11 +214,31 @@ class BuildEnv:
             raise BuildStopped(status)
         self.reqs.put(key, self.work / "build" / dest)
 
-    def _prepare(self, sdist: Path) -> None:
-        result = self.run([self.interp.path, "-I", "-c", _PREPARE,
-                           self.inside("src", sdist.name), self.inside("tree"),
-                           self.inside("env")], network=False)
-        self.log.add("unpack the sdist, make the build environment", result)
+    def _make_env(self, requires: list[str]) -> None:
+        """A venv of the target interpreter with the declared wheels installed: a
+        template's copy (envcache), or made and installed, then kept as one."""
+        key = None
+        if self.templates is not None and requires:
+            key = (self.interp.path, *wheels_key(self.work / "build" / "wheelhouse"))
+            if self.templates.get(key, self.work / "build" / "env", self.box.user):
+                self.log.note("build environment: linked from the one an earlier build "
+                              "made from the same wheels")
+                return
+        result = self.run([self.interp.path, "-I", "-c", _VENV, self.inside("env")],
+                          network=False)
+        self.log.add("make the build environment", result)
+        status = classify(result, fetching=True)
+        if status != "success":
+            raise BuildStopped(status)
+        if requires:
+            self._install(requires)
+            if key is not None:
+                self.templates.put(key, self.work / "build" / "env")
+
+    def _unpack(self, sdist: Path) -> None:
+        result = self.run([self.interp.path, "-I", "-c", _UNPACK,
+                           self.inside("src", sdist.name), self.inside("tree")], network=False)
+        self.log.add("unpack the sdist", result)
         if result.reason == "exit" and result.returncode == BAD_SDIST:
             raise BuildStopped("failed")
         status = classify(result, fetching=True)
@@ -218,8 +250,9 @@ class BuildEnv:
         self.box.give(target)
 
     def _source_root(self) -> str:
-        tree = self.work / "build" / "tree"
-        tops = [e for e in os.scandir(tree)] if tree.is_dir() else []
+        tops: list[os.DirEntry] = []
+        with contextlib.suppress(OSError), os.scandir(self.work / "build" / "tree") as it:
+            tops = list(it)
         if len(tops) != 1 or not tops[0].is_dir(follow_symlinks=False):
             self.log.note("the sdist does not hold exactly one top-level directory")
             raise BuildStopped("failed")
@@ -269,7 +302,15 @@ class BuildEnv:
     def _hook(self, name: str, call: Callable[[], object]) -> object:
         self._title = f"{name} (backend)"
         try:
-            return call()
+            # pyproject-hooks re-raises the backend's warnings here: they go to the build
+            # log, not to the builder's own output.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    return call()
+                finally:
+                    for w in caught:
+                        self.log.note(f"{w.category.__name__}: {w.message}")
         except _HookFailed as e:
             raise BuildStopped(classify(e.result)) from None
         except BackendUnavailable as e:

@@ -30,6 +30,7 @@ from ..queue import Claim
 from ..store import Store
 from . import buildlog, elfdeps, pkginfo, preflight, wheels
 from .buildenv import BuildEnv, Sources
+from .envcache import EnvTemplates
 from .interpreters import Interpreter
 from .reqcache import RequirementsCache
 from .sandbox import Limits, RunResult, Sandbox
@@ -130,6 +131,7 @@ class Builder:
         for path in self.box.take_workroot():
             self.progress(f"build: removed {path}, left by a builder that was killed")
         self.reqs = RequirementsCache(Path(self.box.owned or self.box.workroot))
+        self.envs = EnvTemplates(Path(self.box.owned or self.box.workroot))
         self.upstream = cfg.upstream_url()
         # Retries a dropped connection, a timeout, 429 or 5xx (honouring Retry-After), so a
         # network blip does not become an infrastructure failure waiting retry_delay.
@@ -157,6 +159,7 @@ class Builder:
 
     def close(self) -> None:
         self.reqs.close()
+        self.envs.close()
         self.box.release_workroot()
         self.db.close()
 
@@ -272,7 +275,7 @@ class Builder:
 
         env = BuildEnv(interp, self.box, work, run, log, self.reqs,
                        Sources(self.upstream, self._trusted()),
-                       online=self.cfg.build_network == "online")
+                       online=self.cfg.build_network == "online", templates=self.envs)
         log.note(f"build {claim.package} {claim.version} for {interp.abi_tag} with "
                  f"{system.backend}")
         status = env.build(sdist, system)

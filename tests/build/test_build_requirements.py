@@ -225,3 +225,41 @@ def test_forty_megabytes_of_output_build_and_are_capped(builder, fake, interp):
     assert outcome.printed >= 40_000_000 and outcome.truncated
     assert "bytes of output cut by piwheels" in log
     assert stored(builder, "loudbackend") == ["loudbackend-1.0-py3-none-any.whl"]
+
+
+POISON = '''def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    import wheel
+    try:
+        with open(wheel.__file__, "a") as fh:
+            fh.write("POISONED = True\\n")
+        print("POISON WRITTEN")
+    except OSError as e:
+        print("poison refused:", e)
+    if getattr(wheel, "POISONED", False):
+        raise SystemExit("a template file was changed by an earlier build")
+    return _build_wheel(wheel_directory, config_settings, metadata_directory)
+
+
+def _build_wheel('''
+
+
+def test_the_build_environment_is_reused_and_no_build_can_change_it(builder, fake, interp):
+    """The second build with the same declared wheels gets the environment the first
+    made, as links to the copy taken before the first build's code ran: the first
+    changed an installed file in its own environment, the second sees it as
+    installed, and may not change it (the template's files are not the build's)."""
+    if builder.box.kind != "bubblewrap":
+        pytest.fail("needs bubblewrap (scripts/setup.sh installs it)")
+    logs = []
+    for name in ("poisoner", "poisonchecker"):
+        files = stdlib_backend(name, name, requires=("wheel",))
+        files["stdlib_backend.py"] = files["stdlib_backend.py"].replace(
+            "def build_wheel(", POISON)
+        outcome, log = build(builder, fake, interp, name, files)
+        assert outcome.status == "success", log
+        logs.append(log)
+    assert "POISON WRITTEN" in logs[0]
+    assert "poison refused" in logs[1] and "POISON WRITTEN" not in logs[1]
+    assert "make the build environment" in logs[0] and "linked from the one" not in logs[0]
+    assert "linked from the one an earlier build made from the same wheels" in logs[1]
+    assert "install build requirements" not in logs[1]
