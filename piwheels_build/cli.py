@@ -400,9 +400,6 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
     if not cfg.www.is_dir():  # else every request would be a 404, with nothing said
         raise PiwheelsError(f"serve: www {str(cfg.www)!r} is not a directory; run 'piwheels "
                             "index' to write it, or fix 'www' in the config")
-    log = _service_log("serve")
-    log.info("serve: %s on http://%s:%s/", cfg.www, shown, args.port)
-    log.info("serve: pip install --index-url http://%s:%s/simple/ PACKAGE", shown, args.port)
     access_log = cfg.path(cfg.serve_access_log) if cfg.serve_access_log else None
     if access_log:  # refused at start, not on the first request
         try:
@@ -411,6 +408,10 @@ def cmd_serve(cfg: configmod.Config, args: argparse.Namespace) -> int:
         except OSError as e:
             raise PiwheelsError(f"serve: cannot write the access log {access_log} "
                                 f"({e.strerror}); fix serve_access_log in the config") from None
+    log = _service_log("serve")
+    log.info("serve: %s on http://%s:%s/", cfg.www, shown, args.port)
+    log.info("serve: pip install --index-url http://%s:%s/simple/ PACKAGE", shown, args.port)
+    if access_log:
         log.info("serve: access log in %s", access_log)
     try:
         serve(cfg.www, host, args.port, access_log=access_log)

@@ -423,3 +423,49 @@ def test_a_kill_mid_run_loses_and_doubles_nothing(conn, dsn, tmp_path):
     assert (c["lines"], c["bad"]) == (n, 0)
     assert c["files"] == {PURE: n - n // 3, ARM7: n // 3}
     assert _cli(cfg).stdout.startswith("downloads: 1 log(s), 0 new line(s)")
+
+
+def test_index_service_reads_access_logs_each_poll(conn, dsn, tmp_path):
+    """`index --watch` with access_logs: a line appended while it runs is counted, once."""
+    www = _farm(conn, tmp_path)
+    log = tmp_path / "access.log"
+    now = datetime.now(UTC).replace(microsecond=0)
+    log.write_text(_nginx(now, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA))
+    cfg = _config(tmp_path, dsn, access_logs=[str(log), str(log) + ".1"])
+    assert www.is_dir()
+    proc = subprocess.Popen([sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg),
+                             "index", "--watch", "--interval", "0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    # A service that never reads would block the loop below: stop it after a while.
+    watchdog = threading.Timer(120, proc.send_signal, (signal.SIGTERM,))
+    watchdog.start()
+    try:
+        seen, appended = [], False
+        for line in proc.stderr:  # the service logs each read that found new lines
+            seen.append(line)
+            if "new line(s)" not in line:
+                continue
+            if appended:
+                break
+            assert _counts(conn)["files"] == {PURE: 1}, seen
+            with open(log, "a") as f:
+                f.write(_nginx(now, f"GET /simple/armpkg/{ARM7} HTTP/1.1", 200, PIP_UA))
+            appended = True
+        else:
+            raise AssertionError("".join(seen))
+    finally:
+        watchdog.cancel()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert _counts(conn)["files"] == {PURE: 1, ARM7: 1}
+
+
+def test_serve_refuses_an_access_log_it_cannot_write(tmp_path):
+    (tmp_path / "www").mkdir()
+    cfg = _config(tmp_path, "dbname=unused",
+                  serve_access_log=str(tmp_path / "no-dir" / "access.log"))
+    proc = subprocess.run([sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg),
+                           "serve", "--port", "0"], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    _one_line_error(proc, "serve: cannot write the access log", "serve_access_log")
