@@ -284,7 +284,7 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     conn = db.connect(cfg.database)
     try:
         check_index(cfg, conn)
-        reader = _downloads_reader(cfg, conn) if args.watch else None
+        reader = _downloads_reader(cfg, conn, log) if args.watch else None
     except BaseException:
         conn.close()
         raise
@@ -330,14 +330,15 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _downloads_reader(cfg: configmod.Config, conn):
+def _downloads_reader(cfg: configmod.Config, conn, log: logging.Logger):
     """The index service's reader of ``access_logs`` (checked now), or None without."""
     from .downloads import Reader, logfiles
     from .preflight import check_downloads
 
     if not cfg.access_logs:
         return None
-    logfiles.check(logfiles.configured(cfg), named=False)
+    for line in logfiles.check(logfiles.configured(cfg), named=False, service=True):
+        log.warning("%s", line)
     check_downloads(conn)
     return Reader(conn)
 

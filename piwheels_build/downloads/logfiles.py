@@ -13,11 +13,14 @@ def configured(cfg) -> list[Path]:
     return [cfg.path(p) for p in cfg.access_logs]
 
 
-def check(paths: list[Path], *, named: bool) -> None:
+def check(paths: list[Path], *, named: bool, service: bool = False) -> list[str]:
     """ConfigError (one line) for a log that cannot be read: one that exists but is not
     a readable file, or (``named`` on the command line) one that does not exist; a
     configured one may be missing (``access.log.1`` before the first rotation) if its
-    directory exists."""
+    directory exists. For the index service (``service``) a missing directory (nginx
+    not installed yet when the master is provisioned first) is a warning line,
+    returned, not a refusal: the log is read once it appears."""
+    warnings = []
     for path in paths:
         where = "" if named else " (access_logs in the config)"
         if path.exists():
@@ -30,5 +33,9 @@ def check(paths: list[Path], *, named: bool) -> None:
         elif named:
             raise ConfigError(f"downloads: {path} does not exist; name an access log")
         elif not path.parent.is_dir():
-            raise ConfigError(f"downloads: {path}{where}: its directory does not exist; fix "
-                              "access_logs in the config")
+            line = (f"downloads: {path}{where}: its directory does not exist; fix "
+                    "access_logs in the config")
+            if not service:
+                raise ConfigError(line)
+            warnings.append(line + " (read once it appears)")
+    return warnings

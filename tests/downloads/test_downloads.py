@@ -426,12 +426,15 @@ def test_a_kill_mid_run_loses_and_doubles_nothing(conn, dsn, tmp_path):
 
 
 def test_index_service_reads_access_logs_each_poll(conn, dsn, tmp_path):
-    """`index --watch` with access_logs: a line appended while it runs is counted, once."""
+    """`index --watch` with access_logs: a line appended while it runs is counted, once; a
+    log whose directory is not there yet (nginx installed after the master) is a warning,
+    and read once it appears."""
     www = _farm(conn, tmp_path)
     log = tmp_path / "access.log"
     now = datetime.now(UTC).replace(microsecond=0)
     log.write_text(_nginx(now, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA))
-    cfg = _config(tmp_path, dsn, access_logs=[str(log), str(log) + ".1"])
+    later = tmp_path / "nginx" / "access.log"
+    cfg = _config(tmp_path, dsn, access_logs=[str(log), str(log) + ".1", str(later)])
     assert www.is_dir()
     proc = subprocess.Popen([sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg),
                              "index", "--watch", "--interval", "0.1"],
@@ -449,8 +452,8 @@ def test_index_service_reads_access_logs_each_poll(conn, dsn, tmp_path):
             if appended:
                 break
             assert _counts(conn)["files"] == {PURE: 1}, seen
-            with open(log, "a") as f:
-                f.write(_nginx(now, f"GET /simple/armpkg/{ARM7} HTTP/1.1", 200, PIP_UA))
+            later.parent.mkdir()
+            later.write_text(_nginx(now, f"GET /simple/armpkg/{ARM7} HTTP/1.1", 200, PIP_UA))
             appended = True
         else:
             raise AssertionError("".join(seen))
@@ -459,6 +462,7 @@ def test_index_service_reads_access_logs_each_poll(conn, dsn, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert _counts(conn)["files"] == {PURE: 1, ARM7: 1}
+    assert any("its directory does not exist" in s and "WARNING" in s for s in seen), seen
 
 
 def test_serve_refuses_an_access_log_it_cannot_write(tmp_path):
