@@ -45,7 +45,9 @@ def download_of(method: str, path: str, status: int) -> str | None:
     parts = path.split("/")
     if len(parts) != 4 or parts[0] != "" or parts[1] != "simple" or not parts[2]:
         return None
-    return parts[3] or None
+    # Not a name the store could have written (a NUL, a control character: %00 in a
+    # URL), and the database's text could not hold a NUL.
+    return parts[3] if parts[3].isprintable() else None
 
 
 @dataclass
@@ -196,8 +198,9 @@ class Reader:
                 continue
             text, rest = buf[:cut], buf[cut:]
             tally = Tally()
-            for line in text.decode("utf-8", "replace").splitlines():
-                tally.add(line)
+            # split("\n"), not splitlines(): a line holding U+2028 or \x1c is one line
+            for line in text.decode("utf-8", "replace").split("\n")[:-1]:
+                tally.add(line.removesuffix("\r"))
             end = position + cut
             with self.conn.cursor() as cur:
                 done = writes.record_downloads(

@@ -248,6 +248,8 @@ def test_real_pip_and_uv_against_serve_then_nginx_lines_rotation_and_reruns(conn
         _nginx(now, f"GET /simple/armpkg/{LOCAL.replace('+', '%2B')} HTTP/1.1", 200,
                "curl/8.5.0"),                                                      # unknown
         _nginx(now, "GET /simple/armpkg/ HTTP/1.1", 200, PIP_UA),
+        _nginx(now, "GET /simple/armpkg/x%00.whl HTTP/1.1", 200, PIP_UA),          # not a name
+        _nginx(now, f"GET /simple/armpkg/{ARM7}.metadata HTTP/1.1", 200, "a\u2028b\x1cc"),
         "this is not a log line\n",
         '203.0.113.9 - - [01/Dec/2026:00:00:00 +0000] "GET / HTTP/1.1" 2\n',
         "\n",
