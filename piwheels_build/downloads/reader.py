@@ -27,7 +27,7 @@ from .logformat import parse_line
 from .useragent import DIMENSIONS, dimensions
 
 CHUNK = 8 << 20        # bytes of log text per transaction
-MAX_FIRST_LINE = 1 << 16  # a longer first line is not a log's we can key
+MAX_FIRST_LINE = 1 << 16  # bytes of a longer first line that key the log
 PAGES_MARKED = "downloads_pages_marked"  # settings key: the day project pages were marked
 
 
@@ -165,8 +165,8 @@ class Reader:
             return
         with stream:
             first = stream.readline(MAX_FIRST_LINE)
-            if not first.endswith(b"\n"):  # empty, or its first line not written yet
-                return
+            if not first.endswith(b"\n") and len(first) < MAX_FIRST_LINE:
+                return  # empty, or its first line not written yet
             fingerprint = hashlib.sha256(first).hexdigest()
             with self.conn.cursor() as cur:
                 cur.execute("SELECT position FROM download_logs WHERE fingerprint = %s",

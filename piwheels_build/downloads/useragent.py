@@ -50,7 +50,7 @@ def dimensions(user_agent: str) -> tuple[str, str, str, str, str]:
                 UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
     try:
         data = json.loads(rest)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." a client made up
         data = {}
     if not isinstance(data, dict):
         data = {}
