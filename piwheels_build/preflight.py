@@ -35,7 +35,7 @@ SYNC_FUNCTIONS = ("set_setting", "package_changed", "load_project_list",
                   "write_upstream_files", "fill_requires_python")
 INDEX_TABLES = ("abis", "abi_skips", "build_logs", "builders", "builds", "dependencies",
                 "files", "packages", "queue", "versions", "index_dirty", "project_downloads",
-                "project_downloads_daily", "downloads_days", "downloads_by")
+                "project_downloads_daily", "file_downloads", "downloads_days", "downloads_by")
 INDEX_FUNCTIONS = ("take_dirty_batch", "clear_dirty", "redirty", "expire_leases",
                    "farm_stats")
 # The downloads reader (downloads/, migration 0009), also run by the index service;

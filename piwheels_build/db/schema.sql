@@ -539,6 +539,12 @@ BEGIN
     SELECT day, filename, package, n FROM pg_temp.dl_rows
     ON CONFLICT (day, filename) DO UPDATE SET downloads = d.downloads + EXCLUDED.downloads;
 
+    INSERT INTO file_downloads AS d (filename, package, downloads)
+    SELECT filename, min(package), sum(n) FROM pg_temp.dl_rows GROUP BY filename
+    ON CONFLICT (filename) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads,
+        package = coalesce(EXCLUDED.package, d.package);
+
     INSERT INTO project_downloads_daily AS d (package, day, downloads, seconds_saved)
     SELECT package, day, sum(n), sum(n * seconds) FROM pg_temp.dl_rows
     WHERE package IS NOT NULL GROUP BY package, day
@@ -940,6 +946,12 @@ CREATE TABLE public.downloads_days (
     seconds_saved double precision DEFAULT 0 NOT NULL
 );
 
+CREATE TABLE public.file_downloads (
+    filename text NOT NULL,
+    package text,
+    downloads bigint NOT NULL
+);
+
 CREATE TABLE public.file_downloads_daily (
     day date NOT NULL,
     filename text NOT NULL,
@@ -1133,6 +1145,9 @@ ALTER TABLE ONLY public.downloads_days
 
 ALTER TABLE ONLY public.file_downloads_daily
     ADD CONSTRAINT file_downloads_daily_pkey PRIMARY KEY (day, filename);
+
+ALTER TABLE ONLY public.file_downloads
+    ADD CONSTRAINT file_downloads_pkey PRIMARY KEY (filename);
 
 ALTER TABLE ONLY public.files
     ADD CONSTRAINT files_pkey PRIMARY KEY (filename);
@@ -1382,6 +1397,9 @@ GRANT SELECT ON TABLE public.downloads_by TO piwheels_web;
 
 GRANT ALL ON TABLE public.downloads_days TO piwheels_master;
 GRANT SELECT ON TABLE public.downloads_days TO piwheels_web;
+
+GRANT ALL ON TABLE public.file_downloads TO piwheels_master;
+GRANT SELECT ON TABLE public.file_downloads TO piwheels_web;
 
 GRANT ALL ON TABLE public.file_downloads_daily TO piwheels_master;
 GRANT SELECT ON TABLE public.file_downloads_daily TO piwheels_web;

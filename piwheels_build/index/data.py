@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from ..downloads.stats import farm_downloads, project_counts
+from ..downloads.stats import farm_downloads, file_counts, project_counts
 from ..names import abi_version
 from ..requirespython import excludes, is_valid
 from ..status import farm_stats
@@ -136,6 +136,7 @@ class Batch:
         self.queue = {(r.package, r.version, r.abi_tag): r for r in rows["queue"]}
         self.skips = {(r.package, r.version, r.abi_tag): r for r in rows["skips"]}
         self.downloads = project_counts(cur, packages)
+        self.file_downloads = file_counts(cur, packages)
 
     def listed_files(self, package: str) -> list[Any]:
         """Files the simple index links: not of a deleted package or version."""
@@ -177,6 +178,7 @@ def _file_entry(f: Any, batch: Batch, builds: dict[int, Any]) -> dict[str, Any]:
         "build_id": f.build_id,
         "builder": b.builder if b else None,
         "duration": b.duration if b else None,
+        "downloads": batch.file_downloads.get(f.filename, 0),
         "dependencies": {tool: list(deps.get(tool, [])) for tool in ("apt", "pip", "lib")},
     }
 

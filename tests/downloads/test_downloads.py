@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -312,8 +313,17 @@ def test_real_pip_and_uv_against_serve_then_nginx_lines_rotation_and_reruns(conn
     write_index(conn, www, stats_interval=0)
     page = (www / "project/tinypkg/index.html").read_text()
     assert "4 in the last 30 days, 5 in all" in page  # one download was 40 days ago
+    data = json.loads((www / "project/armpkg/index.json").read_text())
+    assert {f["filename"]: f["downloads"] for f in data["versions"][0]["files"]} == {
+        ARM6: 1, ARM7: 3}
+    assert data["downloads"] == {"last_30_days": 4, "all_time": 4}
     stats = (www / "stats.html").read_text()
     assert "wheels downloaded</td><td>9 (8 in the last 30 days)" in stats
+    d = json.loads((www / "stats.json").read_text())["downloads"]
+    assert d["top"] == [{"name": "tinypkg", "downloads": 5}, {"name": "armpkg", "downloads": 4}]
+    assert dict(d["by_all_time"]["installer"])["pip 23.0.1"] == 3  # the nginx lines
+    assert sum(n for _, n in d["by_all_time"]["python"]) == 10  # unknown files too
+    assert sum(n for _, n in d["by_last_30_days"]["python"]) == 9
     saved = 5 * 120 + 4 * 600
     assert f"{saved / 86400:.1f} days" in (www / "index.html").read_text()
 

@@ -5,7 +5,7 @@
 -- read with record_downloads(): the counts and the log's new position in one
 -- call, so in one transaction: a run killed before its commit leaves both as
 -- they were, and nothing is counted twice. Aggregates only, never a row per
--- download: per day and file, per day and project (with the build time the
+-- download: per day and file, per file all time, per day and project (with the build time the
 -- downloads saved), per project all time, per day farm-wide, and per day by
 -- one client dimension at a time (installer, python, implementation,
 -- platform, distro) from pip's and uv's User-Agent.
@@ -40,6 +40,14 @@ CREATE TABLE file_downloads_daily (
     package text,
     downloads bigint NOT NULL,
     PRIMARY KEY (day, filename)
+);
+
+-- Per file, all time: what a project page shows beside each file (a probe
+-- per file).
+CREATE TABLE file_downloads (
+    filename text PRIMARY KEY,
+    package text,
+    downloads bigint NOT NULL
 );
 
 -- Per project and day: what its page's "last 30 days" sums (at most 30 rows
@@ -86,9 +94,9 @@ CREATE TABLE downloads_by (
     PRIMARY KEY (day, dimension, value)
 );
 
-GRANT ALL ON download_logs, file_downloads_daily, project_downloads_daily,
+GRANT ALL ON download_logs, file_downloads_daily, file_downloads, project_downloads_daily,
     project_downloads, downloads_days, downloads_by TO piwheels_master;
-GRANT SELECT ON download_logs, file_downloads_daily, project_downloads_daily,
+GRANT SELECT ON download_logs, file_downloads_daily, file_downloads, project_downloads_daily,
     project_downloads, downloads_days, downloads_by TO piwheels_web;
 
 
@@ -133,6 +141,12 @@ BEGIN
     INSERT INTO file_downloads_daily AS d (day, filename, package, downloads)
     SELECT day, filename, package, n FROM pg_temp.dl_rows
     ON CONFLICT (day, filename) DO UPDATE SET downloads = d.downloads + EXCLUDED.downloads;
+
+    INSERT INTO file_downloads AS d (filename, package, downloads)
+    SELECT filename, min(package), sum(n) FROM pg_temp.dl_rows GROUP BY filename
+    ON CONFLICT (filename) DO UPDATE
+    SET downloads = d.downloads + EXCLUDED.downloads,
+        package = coalesce(EXCLUDED.package, d.package);
 
     INSERT INTO project_downloads_daily AS d (package, day, downloads, seconds_saved)
     SELECT package, day, sum(n), sum(n * seconds) FROM pg_temp.dl_rows
