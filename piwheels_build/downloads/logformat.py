@@ -21,8 +21,10 @@ from urllib.parse import unquote, urlsplit
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: 5x faster than (?:[^"\\]|\\.)*
 # Fields after the User-Agent (a format extending combined: $request_time, ...) are read
 # too; without referer and User-Agent it is the common format.
+# Before the time: client, ident, user (and Apache's vhost_combined's "host:port" first).
 LINE = re.compile(
-    r"^(\S+) \S+ (\S+) \[(\d\d)/([A-Z][a-z][a-z])/(\d{4}):(\d\d):(\d\d):(\d\d) ([-+]\d{4})\] "
+    r"^(\S+) (\S+) (?:\S+ )?\S+ "
+    r"\[(\d\d)/([A-Z][a-z][a-z])/(\d{4}):(\d\d):(\d\d):(\d\d) ([-+]\d{4})\] "
     + _QUOTED + r" (\d{3}) (\d+|-)"
     r"(?: " + _QUOTED + " " + _QUOTED + r"(?: .*)?)?\s*$")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

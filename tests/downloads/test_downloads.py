@@ -161,6 +161,10 @@ def test_parse_combined_lines():
     r = parse_line(_nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA)[:-1]
                    + ' 0.004 "-"')
     assert r.user_agent == PIP_UA and r.status == 200
+    # Apache's vhost_combined: host:port first
+    r = parse_line("pw.example:443 " + _nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200,
+                                              "curl/8"))
+    assert (r.path, r.status, r.user_agent) == (f"/simple/tinypkg/{PURE}", 200, "curl/8")
     # nonsense a client sent is still a line (not a download), logged 400
     assert parse_line('1.2.3.4 - - [01/Dec/2026:00:00:00 +0000] "\\x16\\x03\\x01" 400 150 '
                       '"-" "-"').method == ""
