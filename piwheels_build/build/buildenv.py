@@ -140,9 +140,10 @@ class BuildEnv:
                  templates: EnvTemplates | None = None) -> None:
         self.interp, self.box, self.work, self.run, self.log = interp, box, work, run, log
         self.reqs, self.sources, self.online = reqs, sources, online
-        # A template's scripts name /tmp/build/env: only where every build has that path;
-        # online, installing may build an sdist (run code) before the copy is taken.
-        self.templates = templates if box.kind == "bubblewrap" and not online else None
+        # Only where builds run as the build user (a build as the builder's own user
+        # could change a template's files); online, installing may build an sdist (run
+        # code) before the copy is taken.
+        self.templates = templates if box.user is not None and not online else None
         self.python = self.inside("env", "bin", "python")
         self._title = ""
 
@@ -220,7 +221,8 @@ class BuildEnv:
         key = None
         if self.templates is not None and requires:
             key = (self.interp.path, *wheels_key(self.work / "build" / "wheelhouse"))
-            if self.templates.get(key, self.work / "build" / "env", self.box.user):
+            if self.templates.get(key, self.work / "build" / "env", self.box.user,
+                                  self.inside("env")):
                 self.log.note("build environment: linked from the one an earlier build "
                               "made from the same wheels")
                 return
@@ -233,7 +235,7 @@ class BuildEnv:
         if requires:
             self._install(requires)
             if key is not None:
-                self.templates.put(key, self.work / "build" / "env")
+                self.templates.put(key, self.work / "build" / "env", self.inside("env"))
 
     def _unpack(self, sdist: Path) -> None:
         result = self.run([self.interp.path, "-I", "-c", _UNPACK,

@@ -9,8 +9,12 @@ sandbox): a template, keyed by the interpreter and the sha256 of every wheel
 installed. The next build with the same key gets the template as hard links:
 its files stay the builder's (a build may add or remove files in the venv's
 directories, which are its own, but cannot change a template file), so a
-build cannot poison the next one. Used with bubblewrap only, where the venv
-has the same path in every build (``/tmp/build/env``: its scripts name it).
+build cannot poison the next one. Used only where builds run as another user
+than the builder (``build_user``, the builder being root): a build running as
+the builder's own user could change the template's files. A venv's scripts
+name its path (``/tmp/build/env`` in every bubblewrap build, the build
+directory's own without it); where a build's differs, the linked scripts are
+replaced by copies naming the new one.
 """
 
 from __future__ import annotations
@@ -33,24 +37,28 @@ class EnvTemplates:
         self.root = Path(tempfile.mkdtemp(prefix="piwheels-envs-", dir=root))
         os.chmod(self.root, 0o700)
         self.limit = limit
-        self._entries: OrderedDict[tuple[str, ...], Path] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, ...], tuple[Path, str]] = OrderedDict()
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         self._entries.clear()
 
-    def get(self, key: tuple[str, ...], dest: Path, owner: tuple[int, int] | None) -> bool:
+    def get(self, key: tuple[str, ...], dest: Path, owner: tuple[int, int],
+            path: str) -> bool:
         """Hard-link the template for ``key`` at ``dest`` (which must not exist), its
-        directories owned by ``owner``; False (and nothing at ``dest``) when there is
-        none or the link fails."""
-        src = self._entries.get(key)
-        if src is None:
+        directories owned by ``owner``, its scripts naming ``path`` (where the build
+        sees ``dest``); False (and nothing at ``dest``) when there is none or the link
+        fails."""
+        entry = self._entries.get(key)
+        if entry is None:
             return False
+        src, made_at = entry
         try:
             _run(["cp", "-a", "-l", "--", str(src), str(dest)])
-            if owner:
-                for d, _dirs, _files in os.walk(dest):
-                    os.chown(d, *owner)
+            for d, _dirs, _files in os.walk(dest):
+                os.chown(d, *owner)
+            if path != made_at:
+                _rename_in_scripts(dest / "bin", made_at, path, owner)
         except (OSError, subprocess.CalledProcessError):
             shutil.rmtree(dest, ignore_errors=True)
             self._drop(key)
@@ -58,9 +66,10 @@ class EnvTemplates:
         self._entries.move_to_end(key)
         return True
 
-    def put(self, key: tuple[str, ...], env: Path) -> bool:
-        """Copy the freshly installed ``env`` as the template for ``key`` (files owned
-        by this process, read-only to others); True when kept."""
+    def put(self, key: tuple[str, ...], env: Path, path: str) -> bool:
+        """Copy the freshly installed ``env`` (seen by its build at ``path``) as the
+        template for ``key`` (files owned by this process, read-only to others); True
+        when kept."""
         dest = Path(tempfile.mkdtemp(dir=self.root)) / "env"
         try:
             _run(["cp", "-a", "--no-preserve=ownership", "--", str(env), str(dest)])
@@ -73,7 +82,7 @@ class EnvTemplates:
             shutil.rmtree(dest.parent, ignore_errors=True)
             return False
         self._drop(key)
-        self._entries[key] = dest
+        self._entries[key] = (dest, path)
         while len(self._entries) > self.limit:
             self._drop(next(iter(self._entries)))
         return True
@@ -81,7 +90,26 @@ class EnvTemplates:
     def _drop(self, key: tuple[str, ...]) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            shutil.rmtree(old.parent, ignore_errors=True)
+            shutil.rmtree(old[0].parent, ignore_errors=True)
+
+
+def _rename_in_scripts(bindir: Path, old: str, new: str, owner: tuple[int, int]) -> None:
+    """Replace each linked script whose first line names the venv at ``old`` by a copy
+    of the build's own naming ``new`` (a link would change the template)."""
+    prefix = f"#!{old}/".encode()
+    for entry in os.scandir(bindir):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        with open(entry.path, "rb") as fh:
+            data = fh.read()
+        if not data.startswith(prefix):
+            continue
+        mode = os.stat(entry.path).st_mode & 0o755
+        os.unlink(entry.path)
+        fd = os.open(entry.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(f"#!{new}/".encode() + data[len(prefix):])
+        os.chown(entry.path, *owner)
 
 
 def wheels_key(*directories: Path) -> tuple[str, ...]:
