@@ -507,7 +507,7 @@ CREATE FUNCTION public.python_excludes(p_mask bigint, p_major integer, p_minor i
     SELECT coalesce(p_mask & python_bit(p_major, p_minor) <> 0, false)
 $$;
 
-CREATE FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) RETURNS jsonb
+CREATE FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_tail text, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -579,6 +579,7 @@ BEGIN
 
     UPDATE download_logs
     SET path = p_path, device = p_device, inode = p_inode, position = p_position,
+        tail_sha256 = p_tail,
         lines = lines + p_lines, bad_lines = bad_lines + p_bad_lines,
         downloads = downloads + coalesce((SELECT sum(n) FROM pg_temp.dl_rows), 0),
         read_at = now()
@@ -922,6 +923,7 @@ CREATE TABLE public.download_logs (
     device bigint,
     inode bigint,
     "position" bigint DEFAULT 0 NOT NULL,
+    tail_sha256 text,
     lines bigint DEFAULT 0 NOT NULL,
     bad_lines bigint DEFAULT 0 NOT NULL,
     downloads bigint DEFAULT 0 NOT NULL,
@@ -1328,8 +1330,8 @@ GRANT ALL ON FUNCTION public.packages_not_found(p_packages text[]) TO piwheels_m
 REVOKE ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.packages_synced(p_packages text[], p_serials bigint[]) TO piwheels_master;
 
-REVOKE ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) TO piwheels_master;
+REVOKE ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_tail text, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.record_downloads(p_fingerprint text, p_path text, p_device bigint, p_inode bigint, p_start bigint, p_position bigint, p_tail text, p_lines bigint, p_bad_lines bigint, p_days date[], p_filenames text[], p_counts bigint[], p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[]) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.redirty(p_packages text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.redirty(p_packages text[]) TO piwheels_master;

@@ -140,12 +140,13 @@ def write_upstream_files(cur: Cursor, rows: Sequence[tuple], stale: list[str]) -
 # Downloads (migration 0009) ----------------------------------------------
 
 def record_downloads(cur: Cursor, fingerprint: str, path: str, device: int, inode: int,
-                     start: int, position: int, lines: int, bad_lines: int,
+                     start: int, position: int, tail: str, lines: int, bad_lines: int,
                      files: Mapping[tuple[date, str], int],
                      dims: Mapping[tuple[date, str, str], int]) -> dict | None:
     """Add one stretch of an access log (``record_downloads``): ``files`` counts per
     (UTC day, file name), ``dims`` per (day, dimension, value); the log keyed by
-    ``fingerprint`` moves from byte ``start`` to ``position``. ``{"packages": [the
+    ``fingerprint`` moves from byte ``start`` to ``position``, ``tail`` the sha256 of
+    the (up to) 256 bytes before it. ``{"packages": [the
     projects whose counts changed], "unknown": downloads of files not recorded}``, or
     None (nothing written) when the log's stored position is not ``start``: another
     reader got there first."""
@@ -153,9 +154,9 @@ def record_downloads(cur: Cursor, fingerprint: str, path: str, device: int, inod
     d_rows = [(d, dim, value, n) for (d, dim, value), n in dims.items()]
     days, names, counts = _columns(f_rows, 3)
     ddays, dimensions, values, dcounts = _columns(d_rows, 4)
-    cur.execute("SELECT record_downloads(%s, %s, %s, %s, %s, %s, %s, %s, %s::date[],"
+    cur.execute("SELECT record_downloads(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::date[],"
                 " %s::text[], %s::bigint[], %s::date[], %s::text[], %s::text[], %s::bigint[])",
-                (fingerprint, path, device, inode, start, position, lines, bad_lines,
+                (fingerprint, path, device, inode, start, position, tail, lines, bad_lines,
                  days, names, counts, ddays, dimensions, values, dcounts))
     return cur.fetchone()[0]
 

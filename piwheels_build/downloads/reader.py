@@ -15,7 +15,7 @@ import hashlib
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,6 +28,8 @@ from .useragent import DIMENSIONS, dimensions
 
 CHUNK = 8 << 20        # bytes of log text per transaction
 MAX_FIRST_LINE = 1 << 16  # bytes of a longer first line that key the log
+TAIL = 256  # bytes before a log's position whose hash tells it from another log
+KEY_LINES = 8  # a log is keyed by its first line, else its first 2, ... 8 lines
 PAGES_MARKED = "downloads_pages_marked"  # settings key: the day project pages were marked
 
 
@@ -89,6 +91,7 @@ class Summary:
     bad_lines: int = 0
     packages: set[str] = field(default_factory=set)
     contended: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     pages_marked: int = 0
 
     def __str__(self) -> str:
@@ -99,6 +102,10 @@ class Summary:
             text += f"; {self.bad_lines:,} line(s) not in the combined format, skipped"
         if self.contended:
             text += f"; another reader was reading {', '.join(self.contended)}"
+        if self.conflicts:
+            text += (f"; not read now: {', '.join(self.conflicts)} (it starts as logs "
+                     "already read do, but goes on differently, and has too few lines to "
+                     "tell it apart yet)")
         return text
 
 
@@ -167,25 +174,62 @@ class Reader:
             first = stream.readline(MAX_FIRST_LINE)
             if not first.endswith(b"\n") and len(first) < MAX_FIRST_LINE:
                 return  # empty, or its first line not written yet
-            fingerprint = hashlib.sha256(first).hexdigest()
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT position FROM download_logs WHERE fingerprint = %s",
-                            (fingerprint,))
-                row = cur.fetchone()
-            self.conn.rollback()
-            position = row[0] if row else 0
+            found = self._resume(stream, first)
             summary.logs += 1
+            if found is None:
+                summary.conflicts.append(str(path))
+                return
+            fingerprint, position, before = found
             if not isinstance(stream, gzip.GzipFile) and st.st_size <= position:
                 return  # nothing new (cheap: the index service does this every poll)
-            stream.seek(position)  # a GzipFile decompresses up to it
-            complete = self._read_from(stream, path, st, fingerprint, position, summary)
+            complete = self._read_from(stream, path, st, fingerprint, position, before,
+                                       summary)
         if complete and isinstance(stream, gzip.GzipFile):
             self._done[key] = sig
 
+    def _keys(self, stream: Any, first: bytes) -> Iterator[str]:
+        """The sha256 of the first line, then of the first 2 lines, ... KEY_LINES lines
+        (as far as the file has complete lines), each read only when asked for."""
+        head = hashlib.sha256(first)
+        yield head.hexdigest()
+        stream.seek(len(first))
+        for _ in range(KEY_LINES - 1):
+            line = stream.readline(MAX_FIRST_LINE)
+            if not line.endswith(b"\n"):
+                return
+            head.update(line)
+            yield head.hexdigest()
+
+    def _resume(self, stream: Any, first: bytes) -> tuple[str, int, bytes] | None:
+        """(key, position, the TAIL bytes before it) of the log ``stream`` holds, the stream
+        left at the position; None when no key fits (see migration 0009).
+
+        The key is the sha256 of the first line; the log read under it goes on only if
+        this file has the same bytes before its position (a renamed or gzipped log does).
+        A file that does not (another log starting with the same line) is keyed by its
+        first 2 lines, or 3, ...: the first such key no log has, or whose log it goes on.
+        None (read nothing now) when it has too few lines to tell, or 8 lines in common
+        with logs it does not go on."""
+        for fingerprint in self._keys(stream, first):
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT position, tail_sha256 FROM download_logs"
+                            " WHERE fingerprint = %s", (fingerprint,))
+                row = cur.fetchone()
+            self.conn.rollback()
+            position, tail = row if row else (0, None)
+            start = max(0, position - TAIL)
+            stream.seek(start)
+            before = stream.read(position - start)
+            if len(before) == position - start and (
+                    position == 0 or hashlib.sha256(before).hexdigest() == tail):
+                return fingerprint, position, before
+        return None
+
     def _read_from(self, stream: Any, path: Path, st: os.stat_result, fingerprint: str,
-                   position: int, summary: Summary) -> bool:
+                   position: int, before: bytes, summary: Summary) -> bool:
         """Read complete lines from ``position`` to the end in chunks, each chunk's counts
-        committed with its end position; False if another reader moved the position."""
+        committed with its end position and the hash of the bytes before it (``before``:
+        those before ``position``); False if another reader moved the position."""
         rest = b""
         while True:
             data = stream.read(self.chunk)
@@ -202,10 +246,12 @@ class Reader:
             for line in text.decode("utf-8", "replace").split("\n")[:-1]:
                 tally.add(line.removesuffix("\r"))
             end = position + cut
+            before = (before + text)[-TAIL:]
             with self.conn.cursor() as cur:
                 done = writes.record_downloads(
                     cur, fingerprint, str(path), st.st_dev, st.st_ino, position, end,
-                    tally.lines, tally.bad, tally.files, tally.dims)
+                    hashlib.sha256(before).hexdigest(), tally.lines, tally.bad, tally.files,
+                    tally.dims)
                 if done and self.mark_changed and done["packages"]:
                     writes.mark_dirty(cur, done["packages"])
             if done is None:

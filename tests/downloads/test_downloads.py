@@ -489,3 +489,31 @@ def test_serve_refuses_an_access_log_it_cannot_write(tmp_path):
                            "serve", "--port", "0"], capture_output=True, text=True,
                           timeout=60, env=_env())
     _one_line_error(proc, "serve: cannot write the access log", "serve_access_log")
+
+
+def test_two_logs_with_the_same_first_line_are_two_logs(conn, tmp_path):
+    """A made-up log starting with the line another log starts with is not taken for
+    that log renamed (which would skip its first bytes): it goes on differently."""
+    _farm(conn, tmp_path)
+    when = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    same = _nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA)
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text(same + "".join(_nginx(when, f"GET /simple/armpkg/{ARM7} HTTP/1.1", 200,
+                                       "curl/8") for _ in range(3)))
+    b.write_text(same + _nginx(when, f"GET /simple/armpkg/{ARM6} HTTP/1.1", 200, "curl/8"))
+    reader = Reader(conn)
+    assert reader.read([a]).downloads == 4
+    assert reader.read([b]).downloads == 2
+    assert _counts(conn)["files"] == {PURE: 2, ARM7: 3, ARM6: 1}
+    with open(b, "a") as f:  # b goes on under its own key
+        f.write(_nginx(when, f"GET /simple/armpkg/{ARM6} HTTP/1.1", 200, "curl/8"))
+    assert (reader.read([a, b]).downloads, reader.read([a, b]).downloads) == (1, 0)
+    # a file with only that first line cannot be told apart yet: read later, not twice
+    c = tmp_path / "c.log"
+    c.write_text(same)
+    s = reader.read([c])
+    assert s.lines == 0 and s.conflicts == [str(c)]
+    with open(c, "a") as f:
+        f.write(_nginx(when, "GET /simple/ HTTP/1.1", 200, "curl/8"))
+    assert reader.read([c]).downloads == 1
+    assert _counts(conn)["files"] == {PURE: 3, ARM7: 3, ARM6: 2}

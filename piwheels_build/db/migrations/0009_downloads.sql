@@ -16,14 +16,18 @@
 -- (access.log.2.gz) has the same first line, so it goes on from `position`
 -- (bytes of the uncompressed text) and nothing is read twice; a new file
 -- (a new inode, or the same inode truncated and written again) has another
--- first line and starts at 0. Device, inode and path are where it was last
--- seen, for people.
+-- first line and starts at 0. tail_sha256 is the sha256 of the (up to) 256
+-- bytes before `position`: a file that shares a first line but not those
+-- bytes is another log (a synthetic one), keyed instead by the sha256 of its
+-- first 2 lines, or 3, ... up to 8 (piwheels_build/downloads/reader.py).
+-- Device, inode and path are where it was last seen, for people.
 CREATE TABLE download_logs (
     fingerprint text PRIMARY KEY CHECK (fingerprint ~ '^[0-9a-f]{64}$'),
     path text NOT NULL,
     device bigint,
     inode bigint,
     position bigint NOT NULL DEFAULT 0 CHECK (position >= 0),
+    tail_sha256 text,
     lines bigint NOT NULL DEFAULT 0,
     bad_lines bigint NOT NULL DEFAULT 0,
     downloads bigint NOT NULL DEFAULT 0,
@@ -109,7 +113,7 @@ GRANT SELECT ON download_logs, file_downloads_daily, file_downloads, project_dow
 -- count) columns, the client dimensions as (day, dimension, value, count).
 CREATE FUNCTION record_downloads(
     p_fingerprint text, p_path text, p_device bigint, p_inode bigint,
-    p_start bigint, p_position bigint, p_lines bigint, p_bad_lines bigint,
+    p_start bigint, p_position bigint, p_tail text, p_lines bigint, p_bad_lines bigint,
     p_days date[], p_filenames text[], p_counts bigint[],
     p_dim_days date[], p_dimensions text[], p_values text[], p_dim_counts bigint[])
 RETURNS jsonb
@@ -182,16 +186,18 @@ BEGIN
 
     UPDATE download_logs
     SET path = p_path, device = p_device, inode = p_inode, position = p_position,
+        tail_sha256 = p_tail,
         lines = lines + p_lines, bad_lines = bad_lines + p_bad_lines,
         downloads = downloads + coalesce((SELECT sum(n) FROM pg_temp.dl_rows), 0),
         read_at = now()
     WHERE fingerprint = p_fingerprint;
     RETURN jsonb_build_object('packages', to_jsonb(v_packages), 'unknown', v_unknown);
 END $$;
-REVOKE EXECUTE ON FUNCTION record_downloads(text, text, bigint, bigint, bigint, bigint, bigint,
-    bigint, date[], text[], bigint[], date[], text[], text[], bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION record_downloads(text, text, bigint, bigint, bigint, bigint, bigint,
-    bigint, date[], text[], bigint[], date[], text[], text[], bigint[]) TO piwheels_master;
+REVOKE EXECUTE ON FUNCTION record_downloads(text, text, bigint, bigint, bigint, bigint, text,
+    bigint, bigint, date[], text[], bigint[], date[], text[], text[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION record_downloads(text, text, bigint, bigint, bigint, bigint, text,
+    bigint, bigint, date[], text[], bigint[], date[], text[], text[], bigint[])
+    TO piwheels_master;
 
 -- Project pages show downloads over the last 30 days (p_today - 29 ..
 -- p_today) and all time, refreshed once a day rather than on every read of
