@@ -347,11 +347,10 @@ def _read_downloads(cfg: configmod.Config, reader, conn, log: logging.Logger) ->
     from .downloads import logfiles
 
     reader.conn = conn  # a new connection after a PostgreSQL restart
-    try:
-        summary = reader.read(logfiles.configured(cfg), missing_ok=True)
-    except PiwheelsError as e:  # an unreadable log: said, and the index goes on
-        log.warning("%s", e)
-        return
+    summary = reader.read(logfiles.configured(cfg), missing_ok=True, keep_going=True)
+    for line in set(summary.errors) - reader.warned:  # an unreadable log: said once
+        log.warning("%s", line)
+    reader.warned = set(summary.errors)
     if summary.lines:
         log.info("%s", summary)
 

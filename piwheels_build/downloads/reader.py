@@ -92,6 +92,8 @@ class Summary:
     packages: set[str] = field(default_factory=set)
     contended: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)  # .gz files that end before their end
     pages_marked: int = 0
 
     def __str__(self) -> str:
@@ -102,6 +104,9 @@ class Summary:
             text += f"; {self.bad_lines:,} line(s) not in the combined format, skipped"
         if self.contended:
             text += f"; another reader was reading {', '.join(self.contended)}"
+        if self.cut:
+            text += (f"; {', '.join(self.cut)} ends before its gzip end marker (being "
+                     "written?): the rest is read once it is whole")
         if self.conflicts:
             text += (f"; not read now: {', '.join(self.conflicts)} (it starts as logs "
                      "already read do, but goes on differently, and has too few lines to "
@@ -111,18 +116,31 @@ class Summary:
 
 def _open_text(path: Path) -> tuple[Any, os.stat_result]:
     """The log's uncompressed bytes (gzip by its magic number) and its stat."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise PiwheelsError(f"downloads: cannot read {path}: {e.strerror}") from None
+    f = open(path, "rb")  # OSError: the caller says which log and why
     st = os.fstat(f.fileno())
     if f.read(2) == b"\x1f\x8b":
         f.seek(0)
         return gzip.GzipFile(fileobj=f, mode="rb"), st
     f.seek(0)
     return f, st
+
+
+def _read_some(stream: Any, size: int) -> tuple[bytes, bool]:
+    """Up to ``size`` bytes; and whether a gzip stream ended before its end marker (being
+    written by logrotate right now, or cut): what came before in 64 KiB pieces is
+    returned, the rest is read next time."""
+    if not isinstance(stream, gzip.GzipFile):
+        return stream.read(size), False
+    out = bytearray()
+    while len(out) < size:
+        try:
+            piece = stream.read(min(1 << 16, size - len(out)))
+        except EOFError:
+            return bytes(out), True
+        if not piece:
+            break
+        out += piece
+    return bytes(out), False
 
 
 class Reader:
@@ -138,17 +156,20 @@ class Reader:
         rewrite every downloaded project's page)."""
         self.conn = conn
         self.mark_changed = mark_changed
+        self.warned: set[str] = set()  # the errors the index service has logged
         self.chunk = chunk
         self.progress = progress
         self._done: dict[tuple[int, int], tuple[int, int]] = {}  # (dev, ino) -> (size, mtime)
 
-    def read(self, paths: Iterable[Path], *, missing_ok: bool = False) -> Summary:
+    def read(self, paths: Iterable[Path], *, missing_ok: bool = False,
+             keep_going: bool = False) -> Summary:
         """Read each log from where the last run stopped; then, once a day, mark for the
         index writer the projects whose page counts changed (``mark_download_pages``).
 
         Raises PiwheelsError for a log that cannot be read (a missing one too, unless
         ``missing_ok``: between logrotate's rename and nginx's reopening, the live name
-        may be briefly absent)."""
+        may be briefly absent); with ``keep_going`` (the index service) the error's line
+        goes to ``Summary.errors`` instead and the other logs are read."""
         summary = Summary()
         for path in paths:
             try:
@@ -157,10 +178,14 @@ class Reader:
                 if not missing_ok:
                     raise PiwheelsError(f"downloads: {path} does not exist; name an access "
                                         "log, or fix access_logs in the config") from None
-            except (OSError, EOFError, zlib.error) as e:  # a corrupt or cut .gz
+            except (OSError, EOFError, zlib.error) as e:  # unreadable; a corrupt or cut .gz
                 self.conn.rollback()
-                raise PiwheelsError(f"downloads: {path} is not readable to its end "
-                                    f"({e}); what came before it is counted") from None
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                line = (f"downloads: cannot read {path} ({why}); the lines before that "
+                        "are counted")
+                if not keep_going:
+                    raise PiwheelsError(line) from None
+                summary.errors.append(line)
         summary.pages_marked = self.mark_pages()
         return summary
 
@@ -171,10 +196,14 @@ class Reader:
             stream.close()
             return
         with stream:
-            first = stream.readline(MAX_FIRST_LINE)
-            if not first.endswith(b"\n") and len(first) < MAX_FIRST_LINE:
-                return  # empty, or its first line not written yet
-            found = self._resume(stream, first)
+            try:
+                first = stream.readline(MAX_FIRST_LINE)
+                if not first.endswith(b"\n") and len(first) < MAX_FIRST_LINE:
+                    return  # empty, or its first line not written yet
+                found = self._resume(stream, first)
+            except EOFError:  # a .gz cut short (logrotate writing it now): next time
+                summary.cut.append(str(path))
+                return
             summary.logs += 1
             if found is None:
                 summary.conflicts.append(str(path))
@@ -184,7 +213,9 @@ class Reader:
                 return  # nothing new (cheap: the index service does this every poll)
             complete = self._read_from(stream, path, st, fingerprint, position, before,
                                        summary)
-        if complete and isinstance(stream, gzip.GzipFile):
+            if complete is None:
+                summary.cut.append(str(path))
+        if complete is True and isinstance(stream, gzip.GzipFile):
             self._done[key] = sig
 
     def _keys(self, stream: Any, first: bytes) -> Iterator[str]:
@@ -218,6 +249,7 @@ class Reader:
             self.conn.rollback()
             position, tail = row if row else (0, None)
             start = max(0, position - TAIL)
+            # EOFError: a .gz cut short before it; never try the next key on that
             stream.seek(start)
             before = stream.read(position - start)
             if len(before) == position - start and (
@@ -226,17 +258,19 @@ class Reader:
         return None
 
     def _read_from(self, stream: Any, path: Path, st: os.stat_result, fingerprint: str,
-                   position: int, before: bytes, summary: Summary) -> bool:
+                   position: int, before: bytes, summary: Summary) -> bool | None:
         """Read complete lines from ``position`` to the end in chunks, each chunk's counts
         committed with its end position and the hash of the bytes before it (``before``:
-        those before ``position``); False if another reader moved the position."""
-        rest = b""
+        those before ``position``); True at the end, None at the end of a .gz cut short,
+        False if another reader moved the position."""
+        rest, ended = b"", False
         while True:
-            data = stream.read(self.chunk)
+            data, truncated = (b"", True) if ended else _read_some(stream, self.chunk)
+            ended = ended or truncated
             buf = rest + data
             cut = buf.rfind(b"\n") + 1
             if cut == 0 and not data:
-                return True  # the end, or a last line without its newline yet
+                return None if ended else True  # the end, or a last line without its newline
             if cut == 0:
                 rest = buf
                 continue

@@ -517,3 +517,30 @@ def test_two_logs_with_the_same_first_line_are_two_logs(conn, tmp_path):
         f.write(_nginx(when, "GET /simple/ HTTP/1.1", 200, "curl/8"))
     assert reader.read([c]).downloads == 1
     assert _counts(conn)["files"] == {PURE: 3, ARM7: 3, ARM6: 2}
+
+
+def test_a_cut_gz_is_one_line_and_the_service_reads_the_other_logs(conn, dsn, tmp_path):
+    _farm(conn, tmp_path)
+    when = datetime(2026, 11, 3, tzinfo=UTC)
+    good, cut = tmp_path / "good.log", tmp_path / "cut.log.gz"
+    good.write_text(_nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA))
+    data = gzip.compress("".join(
+        _nginx(when + timedelta(seconds=i), f"GET /simple/armpkg/{ARM7} HTTP/1.1", 200,
+               "curl/8") for i in range(2000)).encode())
+    cut.write_bytes(data[: len(data) // 2])
+    reader = Reader(conn, chunk=4096)
+    s = reader.read([cut, good], keep_going=True)
+    assert not s.errors and 1 < s.downloads < 2001  # the cut .gz's lines so far, and good's
+    assert s.cut == [str(cut)] and "ends before its gzip end marker" in str(s)
+    assert _counts(conn)["files"][PURE] == 1
+    cut.write_bytes(data)  # logrotate finished writing it: the rest, once
+    assert reader.read([cut, good]).downloads + s.downloads == 2001
+    assert _counts(conn)["files"] == {PURE: 1, ARM7: 2000}
+    # A corrupt one is one line; the service reads the others.
+    bad = tmp_path / "bad.log.gz"
+    bad.write_bytes(data[:20] + bytes(200) + data[220:])
+    with open(good, "a") as f:
+        f.write(_nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA))
+    s = reader.read([bad, good], keep_going=True)
+    assert len(s.errors) == 1 and f"cannot read {bad}" in s.errors[0] and s.downloads == 1
+    _one_line_error(_cli(_config(tmp_path, dsn), str(bad)), f"cannot read {bad}")
