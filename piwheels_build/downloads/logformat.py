@@ -49,7 +49,7 @@ class Request:
         return _unescape(self.logged_user_agent)
 
 
-@lru_cache(maxsize=4096)  # a farm's clients send few distinct User-Agents
+@lru_cache(maxsize=16384)  # User-Agents repeat (distinct ones: one per client machine)
 def _unescape(text: str) -> str:
     """The field's text: ``\\xHH`` are bytes of UTF-8 (nginx escapes a multibyte
     character byte by byte), ``\\c`` is c."""

@@ -190,10 +190,14 @@ def test_user_agents_pip_really_sends():
     assert impl == "CPython" and plat.startswith("Linux ") and distro != ""
     assert dimensions(PIP_UA) == ("pip 23.0.1", "3.11", "CPython", "Linux armv7l",
                                   "Raspbian GNU/Linux 12")
-    assert dimensions("curl/8.5.0") == ("other", "unknown", "unknown", "unknown", "unknown")
-    assert dimensions("pip/9.0.1 not json")[0] == "pip 9.0.1"
-    assert dimensions('pip/24 {"python": ["x"], "cpu": "\\u0000"}')[1:4] == (
-        "unknown", "unknown", "unknown")
+    # linehaul's other formats: browsers and curl, old pip, pdm; then made-up ones
+    assert dimensions("curl/8.5.0") == ("Browser", "unknown", "unknown", "unknown", "unknown")
+    assert dimensions("pip/1.5.6 CPython/2.7.9 Linux/3.16")[:3] == ("pip 1.5.6", "2.7",
+                                                                   "CPython")
+    assert dimensions("pdm/2.1 CPython/3.11")[0] == "pdm 2.1"
+    for made_up in ["pip/9.0.1 not json", 'pip/24 {"python": ["x"], "cpu": "\\u0000"}',
+                    'pip/24 {"installer": 5}', "pip/1 " + "[" * 100000, "", "x" * 5000]:
+        assert dimensions(made_up) == ("other", "unknown", "unknown", "unknown", "unknown")
 
 
 # --------------------------------------------------------------------------- real clients
@@ -266,7 +270,7 @@ def test_real_pip_and_uv_against_serve_then_nginx_lines_rotation_and_reruns(conn
     c = _counts(conn)
     assert c["files"] == {PURE: 2, ARM6: 1, ARM7: 1, LOCAL: 1}
     assert c["projects"]["armpkg"] == (2, 1200.0)
-    assert c["dims"][("installer", "pip 23.0.1")] == 2 and c["dims"][("installer", "other")] == 1
+    assert (c["dims"][("installer", "pip 23.0.1")], c["dims"][("installer", "Browser")]) == (2, 1)
     assert c["dims"][("platform", "Linux armv7l")] == 2
     with conn.cursor() as cur:
         cur.execute("SELECT sum(downloads), sum(unknown), sum(seconds_saved) FROM downloads_days")
