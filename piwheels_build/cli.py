@@ -330,6 +330,9 @@ def cmd_index(cfg: configmod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+DOWNLOADS_BUDGET = 32 << 20  # log text per poll of index --watch (about 70,000 lines)
+
+
 def _downloads_reader(cfg: configmod.Config, conn, log: logging.Logger):
     """The index service's reader of ``access_logs`` (checked now), or None without."""
     from .downloads import Reader, logfiles
@@ -340,7 +343,7 @@ def _downloads_reader(cfg: configmod.Config, conn, log: logging.Logger):
     for line in logfiles.check(logfiles.configured(cfg), named=False, service=True):
         log.warning("%s", line)
     check_downloads(conn)
-    return Reader(conn)
+    return Reader(conn, budget=DOWNLOADS_BUDGET)
 
 
 def _read_downloads(cfg: configmod.Config, reader, conn, log: logging.Logger) -> None:

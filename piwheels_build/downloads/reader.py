@@ -149,12 +149,16 @@ class Reader:
 
     def __init__(self, conn: Any, chunk: int = CHUNK,
                  progress: Callable[[str], None] | None = None, *,
-                 mark_changed: bool = False) -> None:
+                 mark_changed: bool = False, budget: int | None = None) -> None:
         """``mark_changed``: mark each project whose counts a chunk changed for the index
         writer, with the chunk (the one-shot command: its pages show the counts at the
         next index run); else only the daily marking (the index service: a poll must not
-        rewrite every downloaded project's page)."""
+        rewrite every downloaded project's page). ``budget``: bytes of log text one
+        ``read`` reads at most (whole chunks; the index service's, so a poll never holds
+        its page writing for long: the rest is read by the next polls)."""
         self.conn = conn
+        self.budget = budget
+        self._spent = 0
         self.mark_changed = mark_changed
         self.warned: set[str] = set()  # the errors the index service has logged
         self.chunk = chunk
@@ -171,6 +175,7 @@ class Reader:
         may be briefly absent); with ``keep_going`` (the index service) the error's line
         goes to ``Summary.errors`` instead and the other logs are read."""
         summary = Summary()
+        self._spent = 0
         for path in paths:
             try:
                 self.read_one(Path(path), summary)
@@ -265,6 +270,8 @@ class Reader:
         False if another reader moved the position."""
         rest, ended = b"", False
         while True:
+            if self.budget is not None and self._spent >= self.budget:
+                return False  # the next read goes on from here
             data, truncated = (b"", True) if ended else _read_some(stream, self.chunk)
             ended = ended or truncated
             buf = rest + data
@@ -294,6 +301,7 @@ class Reader:
                 return False
             self.conn.commit()
             position = end
+            self._spent += cut
             summary.lines += tally.lines
             summary.bad_lines += tally.bad
             summary.downloads += tally.downloads

@@ -548,3 +548,20 @@ def test_a_cut_gz_is_one_line_and_the_service_reads_the_other_logs(conn, dsn, tm
     s = reader.read([bad, good], keep_going=True)
     assert len(s.errors) == 1 and f"cannot read {bad}" in s.errors[0] and s.downloads == 1
     _one_line_error(_cli(_config(tmp_path, dsn), str(bad)), f"cannot read {bad}")
+
+
+def test_a_budget_reads_a_backlog_over_several_reads(conn, tmp_path):
+    """The index service's budget: each read stops after it; the next goes on; in all,
+    every line once."""
+    _farm(conn, tmp_path)
+    log = tmp_path / "access.log"
+    when = datetime(2026, 11, 4, tzinfo=UTC)
+    log.write_text("".join(_nginx(when + timedelta(seconds=i),
+                                  f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, PIP_UA)
+                           for i in range(400)))
+    reader = Reader(conn, chunk=4096, budget=3 * 4096)
+    counts = []
+    while not counts or counts[-1]:
+        counts.append(reader.read([log]).lines)
+    assert len(counts) > 3 and max(counts) < 400 and sum(counts) == 400
+    assert _counts(conn)["files"] == {PURE: 400}
