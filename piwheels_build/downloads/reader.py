@@ -226,14 +226,15 @@ class Reader:
     def _keys(self, stream: Any, first: bytes) -> Iterator[str]:
         """The sha256 of the first line, then of the first 2 lines, ... KEY_LINES lines
         (as far as the file has complete lines), each read only when asked for."""
-        head = hashlib.sha256(first)
+        head, at = hashlib.sha256(first), len(first)
         yield head.hexdigest()
-        stream.seek(len(first))
         for _ in range(KEY_LINES - 1):
+            stream.seek(at)  # the caller moved the stream in between
             line = stream.readline(MAX_FIRST_LINE)
             if not line.endswith(b"\n"):
                 return
             head.update(line)
+            at += len(line)
             yield head.hexdigest()
 
     def _resume(self, stream: Any, first: bytes) -> tuple[str, int, bytes] | None:

@@ -512,6 +512,13 @@ def test_two_logs_with_the_same_first_line_are_two_logs(conn, tmp_path):
     with open(b, "a") as f:  # b goes on under its own key
         f.write(_nginx(when, f"GET /simple/armpkg/{ARM6} HTTP/1.1", 200, "curl/8"))
     assert (reader.read([a, b]).downloads, reader.read([a, b]).downloads) == (1, 0)
+    # and a third sharing b's first two lines is keyed by its first three
+    d = tmp_path / "d.log"
+    d.write_text(b.read_text().splitlines(keepends=True)[0]
+                 + b.read_text().splitlines(keepends=True)[1]
+                 + _nginx(when, f"GET /simple/tinypkg/{PURE} HTTP/1.1", 200, "curl/8"))
+    assert (reader.read([d]).downloads, reader.read([a, b, d]).downloads) == (3, 0)
+    assert _counts(conn)["files"] == {PURE: 4, ARM7: 3, ARM6: 3}
     # a file with only that first line cannot be told apart yet: read later, not twice
     c = tmp_path / "c.log"
     c.write_text(same)
@@ -520,7 +527,7 @@ def test_two_logs_with_the_same_first_line_are_two_logs(conn, tmp_path):
     with open(c, "a") as f:
         f.write(_nginx(when, "GET /simple/ HTTP/1.1", 200, "curl/8"))
     assert reader.read([c]).downloads == 1
-    assert _counts(conn)["files"] == {PURE: 3, ARM7: 3, ARM6: 2}
+    assert _counts(conn)["files"] == {PURE: 5, ARM7: 3, ARM6: 3}
 
 
 def test_a_cut_gz_is_one_line_and_the_service_reads_the_other_logs(conn, dsn, tmp_path):
