@@ -360,6 +360,7 @@ def _read_downloads(cfg: configmod.Config, reader, conn, log: logging.Logger) ->
 
 def cmd_downloads(cfg: configmod.Config, args: argparse.Namespace) -> int:
     from .downloads import Reader, logfiles
+    from .downloads.stats import make_stats_due
     from .preflight import check_downloads
 
     paths = [Path(p).resolve() for p in args.files] or logfiles.configured(cfg)
@@ -374,6 +375,8 @@ def cmd_downloads(cfg: configmod.Config, args: argparse.Namespace) -> int:
                          mark_changed=True).read(paths, missing_ok=not args.files)
     finally:
         conn.close()
+    if summary.lines:  # the next index run shows the new totals
+        make_stats_due(cfg.www)
     print(summary)
     return 0
 

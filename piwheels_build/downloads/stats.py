@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 WINDOW = 30  # days of "last 30 days": today (UTC) and the 29 before
@@ -32,6 +35,14 @@ SELECT dimension, value, sum(downloads) AS n,
        sum(downloads) FILTER (WHERE day > (now() AT TIME ZONE 'UTC')::date - 30) AS recent
 FROM downloads_by GROUP BY dimension, value ORDER BY dimension, n DESC, value
 """
+
+
+def make_stats_due(www: Path) -> None:
+    """Make the next index run rewrite the stats and home pages (their totals changed):
+    the writer rewrites them when ``stats.json`` is older than ``stats_interval``, so it
+    is dated back to 1970. Nothing when there is none yet (the first run writes it)."""
+    with contextlib.suppress(OSError):
+        os.utime(Path(www) / "stats.json", (0, 0))
 
 
 def project_counts(cur: Any, packages: list[str]) -> dict[str, dict[str, int]]:

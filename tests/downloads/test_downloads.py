@@ -407,7 +407,7 @@ def test_cli_refuses_what_it_cannot_read(dsn, tmp_path):
 def test_a_kill_mid_run_loses_and_doubles_nothing(conn, dsn, tmp_path):
     """SIGKILL after the first committed chunk, between others' reads and commits; the
     rerun ends with exactly the log's counts."""
-    _farm(conn, tmp_path)
+    www = _farm(conn, tmp_path)
     log = tmp_path / "access.log"
     start = datetime(2026, 11, 1, tzinfo=UTC)
     n = 6000
@@ -439,6 +439,13 @@ def test_a_kill_mid_run_loses_and_doubles_nothing(conn, dsn, tmp_path):
         cur.execute("SELECT package FROM index_dirty ORDER BY 1")
         assert [r[0] for r in cur.fetchall()] == ["armpkg", "tinypkg"]
     conn.rollback()
+    # and the next index run writes the stats and home pages with the new totals
+    assert (www / "stats.json").stat().st_mtime == 0
+    index = subprocess.run([sys.executable, "-m", "piwheels_build.cli", "--config", str(cfg),
+                            "index"], capture_output=True, text=True, timeout=300, env=_env())
+    assert index.returncode == 0, index.stderr
+    assert f'"all_time":{n}' in (www / "stats.json").read_text()
+    assert f"{n:,} wheels downloaded" in (www / "index.html").read_text()
     c = _counts(conn)
     assert (c["lines"], c["bad"]) == (n, 0)
     assert c["files"] == {PURE: n - n // 3, ARM7: n // 3}
