@@ -46,10 +46,14 @@ class Request:
 
     @property
     def user_agent(self) -> str:
-        return _unescape(self.logged_user_agent)
+        return _unescape_user_agent(self.logged_user_agent)
 
 
 @lru_cache(maxsize=16384)  # User-Agents repeat (distinct ones: one per client machine)
+def _unescape_user_agent(text: str) -> str:
+    return _unescape(text)
+
+
 def _unescape(text: str) -> str:
     """The field's text: ``\\xHH`` are bytes of UTF-8 (nginx escapes a multibyte
     character byte by byte), ``\\c`` is c."""
