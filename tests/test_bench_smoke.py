@@ -35,6 +35,9 @@ EXPECTED = {
     "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
     "requires_python.py": ["fill_versions_per_s", "ratio_refresh_full_noop_0008_to_0004",
                            "refresh_full_noop_with_masks_rows", "claim", "plans"],
+    "downloads.py": ["first_read_lines_per_s", "rerun_nothing_new_ms",
+                     "service_poll_nothing_new_median_ms", "batch_1000_counts_ms",
+                     "farm_downloads_ms", "mark_download_pages_ms", "tables"],
     "pages.py": ["pages_compared_equal", "ratio_simple_new_to_old", "ratio_project_new_to_old",
                  "ratio_both_pages_new_to_old", "full_write_added_s"],
 }
