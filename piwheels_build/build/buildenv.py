@@ -35,8 +35,9 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -306,7 +307,7 @@ class BuildEnv:
         try:
             # pyproject-hooks re-raises the backend's warnings here: they go to the build
             # log, not to the builder's own output.
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, _tempdir(self.work):
                 warnings.simplefilter("always")
                 try:
                     return call()
@@ -345,6 +346,19 @@ class BuildEnv:
         if result.reason != "exit" or result.returncode != 0:
             raise _HookFailed(result)
         _copy_answer(ctl / "output.json", Path(control) / "output.json")
+
+
+@contextlib.contextmanager
+def _tempdir(path: Path) -> Iterator[None]:
+    """pyproject-hooks makes each hook's control directory with ``tempfile``: in the
+    build's own directory (root's, outside the sandbox), so a killed builder's are
+    swept with it (sandbox.remove_leftovers) and a finished build's go with it."""
+    old = tempfile.tempdir
+    tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
 
 
 def _pip_in(interp: Interpreter, python: str) -> list[str]:
