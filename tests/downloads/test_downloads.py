@@ -579,3 +579,22 @@ def test_a_budget_reads_a_backlog_over_several_reads(conn, tmp_path):
         counts.append(reader.read([log]).lines)
     assert len(counts) > 3 and max(counts) < 400 and sum(counts) == 400
     assert _counts(conn)["files"] == {PURE: 400}
+
+
+def test_record_downloads_refuses_a_stale_start(conn):
+    """Two readers of one log: the second to commit from the same position adds nothing
+    (record_downloads returns NULL), so no line is counted twice."""
+    from piwheels_build.db import writes
+
+    day = date(2026, 11, 5)
+    args = ("a" * 64, "/x.log", 1, 2)
+    files, dims = {(day, PURE): 3}, {(day, "installer", "pip 24.0"): 3}
+    with conn.cursor() as cur:
+        first = writes.record_downloads(cur, *args, 0, 300, "b" * 64, 3, 0, files, dims)
+        second = writes.record_downloads(cur, *args, 0, 300, "b" * 64, 3, 0, files, dims)
+        assert first == {"packages": [], "unknown": 3} and second is None
+        cur.execute("SELECT downloads FROM file_downloads_daily")
+        assert cur.fetchall() == [(3,)]
+        cur.execute("SELECT position, lines FROM download_logs")
+        assert cur.fetchall() == [(300, 3)]
+    conn.rollback()
