@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers.farm import Farm, clean_env, query, sdist, show_failures
-from helpers.fixture_packages import abi3_extension, c_extension, pure
+from helpers.fixture_packages import abi3_extension, c_extension, platform_data, pure
 from helpers.upstream_server import FakeUpstream
 
 from piwheels_build.build.interpreters import discover
@@ -60,6 +60,7 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
         ("Foo_Bar.baz", "1.0", pure("Foo_Bar.baz", "foo_bar_baz")),
         ("cext", "1.0", c_extension("cext")),
         ("limited", "1.0", abi3_extension("limited")),
+        ("platdata", "1.0", platform_data("platdata")),
         ("yankme", "1.0", pure("yankme", "yankme")),
         ("yankme", "1.1", pure("yankme", "yankme")),
         ("gone", "1.0", pure("gone", "gone")),
@@ -141,19 +142,39 @@ def test_build_requirements_fetched_once_per_interpreter(wave):
 
 
 def test_platform_alias_published_with_same_hash(wave):
+    """A platform wheel with no ELF file in it is also published as linux_armv6l (the
+    farm's helper maps this machine's platform to armv6l): a symlink, same hash."""
     plat = wave["pythons"][0].platform_tag
     rows = query(wave["dsn"], "SELECT filename, alias_of, sha256 FROM files "
-                  "WHERE package = 'cext' ORDER BY filename")
+                  "WHERE package = 'platdata' ORDER BY filename")
     real = {f: h for f, a, h in rows if a is None}
     aliases = [(f, a, h) for f, a, h in rows if a is not None]
-    assert len(aliases) == len(real) == 2
+    assert len(real) == 2 and all(plat in f for f in real)
+    assert len(aliases) == 2
     for alias, target, sha in aliases:
         assert alias == target.replace(plat, "linux_armv6l") and sha == real[target]
-        link = wave["farm"].www / "simple" / "cext" / alias
+        link = wave["farm"].www / "simple" / "platdata" / alias
         assert link.is_symlink() and link.resolve().name == target
-    index = json.loads((wave["farm"].www / "simple" / "cext" / "index.json").read_text())
+    index = json.loads((wave["farm"].www / "simple" / "platdata" / "index.json").read_text())
     listed = {f["filename"]: f["hashes"]["sha256"] for f in index["files"]}
     assert all(listed[a] == h for a, _, h in aliases)
+
+
+def test_no_armv6l_alias_for_code_that_is_not_armv6(wave):
+    """cext's extension is this machine's code, not ARMv6 code: no alias, and the
+    build's log says why."""
+    rows = query(wave["dsn"], "SELECT filename FROM files WHERE package = 'cext'"
+                 " AND alias_of IS NOT NULL")
+    assert rows == []
+    assert not list((wave["farm"].www / "simple" / "cext").glob("*armv6l*"))
+    logs = query(wave["dsn"], "SELECT l.log FROM builds b JOIN build_logs l USING (build_id)"
+                 " WHERE b.package = 'cext' AND b.status = 'success'")
+    assert len(logs) == 2
+    for (log,) in logs:
+        text = gzip.decompress(bytes(log)).decode()
+        assert "linux_armv6l.whl: cext/_speed" in text
+        assert "is not 32-bit ARM code, which an ARMv6 Raspberry Pi (Pi 1, Zero) cannot run" \
+            in text
 
 
 def test_odd_name_normalized(wave):

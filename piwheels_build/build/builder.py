@@ -13,6 +13,7 @@ import platform as pyplatform
 import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..db.reconnect import Link, Stopped
 from ..errors import PiwheelsError, StoreError, WheelRejected
 from ..queue import Claim
 from ..store import Store
-from . import buildlog, elfdeps, pkginfo, preflight, wheels
+from . import armv6, buildlog, elfdeps, pkginfo, preflight, wheels
 from .buildenv import BuildEnv, Sources
 from .envcache import EnvTemplates
 from .interpreters import Interpreter
@@ -282,7 +283,7 @@ class Builder:
         files: list[dict] = []
         if status == "success":
             try:
-                files = self._verify_and_store(interp, claim, work / "build" / "out")
+                files = self._verify_and_store(interp, claim, work / "build" / "out", log.note)
             except WheelRejected as e:
                 status = "failed"
                 log.note(f"wheel rejected: {e}")
@@ -334,7 +335,8 @@ class Builder:
             raise PiwheelsError(f"download of {claim.sdist_url}: sha256 mismatch")
         return dest
 
-    def _verify_and_store(self, interp: Interpreter, claim: Claim, out: Path) -> list[dict]:
+    def _verify_and_store(self, interp: Interpreter, claim: Claim, out: Path,
+                          note: Callable[[str], None]) -> list[dict]:
         built = sorted(p for p in out.iterdir() if p.suffix == ".whl" and p.is_file()
                        and not p.is_symlink())
         if not built:
@@ -351,6 +353,10 @@ class Builder:
             rec["dependencies"] += elfdeps.dependencies(path)
             records.append(rec)
             for alias in self.store.alias_names(info.filename, self.cfg.platform_aliases):
+                why = _alias_refusal(path, alias)
+                if why:
+                    note(f"not published as {alias}: {why}")
+                    continue
                 if self.store.alias(claim.package, info.filename, alias):
                     records.append(dict(rec, filename=alias, alias_of=info.filename,
                                         platform_tag=alias[:-4].split("-")[-1]))
@@ -370,6 +376,19 @@ def _not_for_python(interp: Interpreter, sdist: Path) -> str | None:
     python = ".".join(map(str, interp.version))
     return (f"[piwheels] not for Python {python}: the sdist's PKG-INFO says Requires-Python "
             f"{spec}; not built for {interp.abi_tag} (not a failure, not retried)\n")
+
+
+def _alias_refusal(wheel: Path, alias: str) -> str | None:
+    """Why a wheel must not be published under an alias name, or None.
+
+    An ``armv6l`` alias needs ARMv6 code in every ELF file (build/armv6.py)."""
+    if not alias[:-4].split("-")[-1].endswith("_armv6l"):
+        return None
+    try:
+        why = armv6.armv6_refusal(wheel)
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"its ELF files cannot be read ({e})"
+    return f"{why}, which an ARMv6 Raspberry Pi (Pi 1, Zero) cannot run" if why else None
 
 
 def _interpreter_home(path: str) -> str:

@@ -24,6 +24,26 @@ def pure(name: str, module: str) -> dict[str, str]:
     return {f"{module}/__init__.py": "VALUE = 42\n"}
 
 
+def platform_data(module: str) -> dict[str, str]:
+    """A platform wheel with no ELF file in it (setuptools tags it for this platform
+    because the distribution says it has extension modules; it has only Python)."""
+    return {
+        f"{module}/__init__.py": "VALUE = 7\n",
+        "setup.py": dedent("""\
+            from setuptools import setup
+            from setuptools.dist import Distribution
+
+
+            class PlatformDistribution(Distribution):
+                def has_ext_modules(self):
+                    return True
+
+
+            setup(distclass=PlatformDistribution)
+            """),
+    }
+
+
 def c_extension(module: str) -> dict[str, str]:
     return {
         f"{module}/__init__.py": "from ._speed import add\n",
