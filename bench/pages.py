@@ -117,30 +117,14 @@ def synth_package(rng: random.Random, i: int, hostile: bool = False) -> dict[str
             "deleted": rng.random() < 0.02, "skip_reason":
                 _text(rng, "binary-only", hostile) if rng.random() < 0.05 or hostile else None,
             "skip_note": _text(rng, "by hand", hostile) if hostile else None,
+            # The pre-Jinja renderer this compares against has no per-version line.
+            "requires_python": None, "requires_python_invalid": False,
             "abis": cells, "files": vfiles})
     files.sort(key=lambda f: (datamod.version_key(f.version), f.filename))
     project = {"name": name, "display_name": _text(rng, name.title(), hostile),
                "skip_reason": _text(rng, "admin", hostile) if hostile else None,
                "deleted": hostile, "abis": abis, "versions": out}
     return {"name": name, "files": files, "versions": versions, "project": project}
-
-
-def synth_stats(hostile: bool) -> dict[str, Any]:
-    h = HOSTILE[0] if hostile else ""
-    return {"generated": "2026-11-29T00:00:00Z",
-            "packages": {"known": 1_000_000, "with_files": 940_250},
-            "versions": {"known": 5_000_000, "attempted": 4_000_000, "built": 3_800_000,
-                         "success_rate": 0.95},
-            "builds": {"total": 6_699_995, "by_status": {h + "success": 6_000_000,
-                                                         "failed": 699_995},
-                       "build_time": 123456789.0},
-            "files": {"count": 5_299_999, "wheels": 5_000_000, "aliases": 299_999,
-                      "disk_used": 250 * 2**30},
-            "builders": [{"name": h + "pi-one", "abi": "cp311", "platform": "linux_armv7l",
-                          "last_seen": "2026-11-29T00:00:00Z", "builds": 12, "successes": 10,
-                          "build_time": 3600.0}],
-            "queue": [{"abi": h + "cp311", "active": False, "queued": 3, "building": 1,
-                       "waiting_retry": 0}]}
 
 
 def same(old_html: str, new_html: str) -> bool:
@@ -160,18 +144,14 @@ def check_equal(old: types.ModuleType, packages: list[dict[str, Any]]) -> int:
             if not same(a, b):
                 raise SystemExit(f"pages differ for {p['name']}:\n--- old\n{a}\n--- new\n{b}")
             n += 1
-    for hostile in (False, True):
-        if not same(old.stats_html(synth_stats(hostile)), new.stats_html(synth_stats(hostile))):
-            raise SystemExit("stats pages differ")
-    if not same(old.landing_html(), new.landing_html()):
-        raise SystemExit("landing pages differ")
+    # The stats and landing pages and the stylesheet have grown since the renderer
+    # this compares against (Requires-Python counts, downloads): only the pages
+    # timed here, the simple and project pages, are held to the same output.
     root_old = old.page("Simple index", "<h1>Simple index</h1>\n", head=old.REPO_META)
     head, tail = new.root_html_parts()
     if root_old != head + tail:
         raise SystemExit("root head/tail differ")
-    if old.STYLE.encode() != new.style_css():
-        raise SystemExit("stylesheets differ")
-    return n + 5
+    return n + 1
 
 
 def _root_link_old(name: str) -> str:  # writer.py's line before the templates
