@@ -4,8 +4,9 @@
 # network namespace, joined by a bridge in a controller namespace. See
 # docs/fleet.md ("The lab") and ../shared/LAB.md.
 #
-#   scripts/lab.sh rootfs RELEASE         build (or reuse) the cached base tarball
-#   scripts/lab.sh up NAME:RELEASE:IP ... create and boot hosts (and the bridge)
+#   scripts/lab.sh rootfs RELEASE [ARCH]  build (or reuse) the cached base tarball
+#   scripts/lab.sh up NAME:RELEASE:IP[:ARCH] ...
+#                                         create and boot hosts (and the bridge)
 #   scripts/lab.sh down                   stop every host, remove everything
 #   scripts/lab.sh status                 what is running
 #   scripts/lab.sh ctl CMD...             run CMD in the controller namespace
@@ -15,6 +16,9 @@
 # overlays, the ssh key and ssh_config the controller uses, the pids.
 # Hosts have addresses in $PIWHEELS_LAB_NET.0/24 (default 10.77.0); the
 # controller side of the bridge is .1. They reach nothing else.
+# ARCH is a Debian architecture (default: this machine's). A foreign one (armhf,
+# arm64) runs under qemu-user-static through binfmt_misc with the F flag, so the
+# emulator is found from inside the container: about 13x slower than native.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,14 +27,16 @@ NET="${PIWHEELS_LAB_NET:-10.77.0}"
 CACHE="${PIWHEELS_LAB_CACHE:-$ROOT/.cache/lab}"
 CTL="${PIWHEELS_LAB_CTL:-pwlab-ctl}"
 BR=pwlab-br0
+HOST_ARCH="$(dpkg --print-architecture)"
 PREFIX=pwlab-
 
 # Every package a role installs must be in the base: the hosts have no network.
 BASE_PACKAGES="python3,python3-apt,openssh-server,openssh-client,sudo,iproute2,procps,systemd,systemd-sysv,dbus,ca-certificates,acl,python3-venv,python3-dev,gcc,libc6-dev,sshfs,fuse3,libpq5,less,netcat-openbsd"
 MASTER_PACKAGES="postgresql,nginx"
+# The master is a native bookworm host; emulated ones are builders and clients.
 packages_for() {
-    case "$1" in
-        bookworm) echo "$BASE_PACKAGES,$MASTER_PACKAGES" ;;
+    case "$1:${2:-$HOST_ARCH}" in
+        "bookworm:$HOST_ARCH") echo "$BASE_PACKAGES,$MASTER_PACKAGES" ;;
         *) echo "$BASE_PACKAGES" ;;
     esac
 }
@@ -53,29 +59,67 @@ need() {
 # -- root file systems ---------------------------------------------------------
 
 tarball_for() {
-    local release="$1" key
-    key="$(printf '%s\n' "$release" "$(packages_for "$release")" "v2" | sha256sum | cut -c1-12)"
-    echo "$CACHE/rootfs-$release-$key.tar.zst"
+    local release="$1" arch="$2" key
+    key="$(printf '%s\n' "$release" "$(packages_for "$release" "$arch")" "v2" | sha256sum | cut -c1-12)"
+    if [ "$arch" = "$HOST_ARCH" ]; then
+        echo "$CACHE/rootfs-$release-$key.tar.zst"
+    else
+        echo "$CACHE/rootfs-$release-$arch-$key.tar.zst"
+    fi
+}
+
+qemu_for() {
+    case "$1" in
+        armhf|armel) echo arm ;;
+        arm64) echo aarch64 ;;
+        *) die "no emulator known for architecture $1" ;;
+    esac
+}
+
+# A foreign architecture's binaries run through qemu-user-static; its binfmt
+# entry needs the F flag (Debian's has it) so that containers find qemu.
+need_emulation() {
+    local qemu
+    qemu="$(qemu_for "$1")"
+    if ! command -v "qemu-$qemu-static" >/dev/null || ! command -v update-binfmts >/dev/null; then
+        log "installing qemu-user-static binfmt-support"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            qemu-user-static binfmt-support >/dev/null
+    fi
+    [ -e /proc/sys/fs/binfmt_misc/register ] \
+        || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable "qemu-$qemu" >/dev/null 2>&1 || true
+    grep -q '^flags:.*F' "/proc/sys/fs/binfmt_misc/qemu-$qemu" 2>/dev/null \
+        || die "binfmt_misc has no qemu-$qemu entry with the F flag: cannot run $1 hosts"
 }
 
 cmd_rootfs() {
-    local release="$1" tarball base
+    local release="$1" arch="${2:-$HOST_ARCH}" tarball base foreign=()
     need
-    tarball="$(tarball_for "$release")"
+    [ "$arch" = "$HOST_ARCH" ] || { need_emulation "$arch"; foreign=(--arch="$arch" --foreign); }
+    tarball="$(tarball_for "$release" "$arch")"
     base="$CACHE/base/$release"
+    [ "$arch" = "$HOST_ARCH" ] || base="$CACHE/base/$release-$arch"
     if [ ! -f "$tarball" ]; then
         mkdir -p "$CACHE"
         local tmp
         tmp="$(mktemp -d "$CACHE/debootstrap-$release.XXXX")"
-        log "debootstrap $release (cached as $(basename "$tarball"))"
+        log "debootstrap $release $arch (cached as $(basename "$tarball"))"
         local mirror
         mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
         mirror="${mirror:-$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)}"
-        if ! debootstrap --variant=minbase --include="$(packages_for "$release")" \
+        if ! debootstrap "${foreign[@]}" --variant=minbase --include="$(packages_for "$release" "$arch")" \
                 "$release" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
             tail -20 "$tmp/debootstrap.log" >&2
             rm -rf "$tmp"
-            die "debootstrap $release failed"
+            die "debootstrap $release $arch failed"
+        fi
+        # A foreign base is unpacked here and configured by its own binaries, emulated.
+        if [ ${#foreign[@]} -gt 0 ] && ! chroot "$tmp/root" /debootstrap/debootstrap \
+                --second-stage >>"$tmp/debootstrap.log" 2>&1; then
+            tail -20 "$tmp/debootstrap.log" >&2
+            rm -rf "$tmp"
+            die "debootstrap $release $arch (second stage, emulated) failed"
         fi
         # What every host needs and no role should have to do.
         chroot "$tmp/root" systemctl enable ssh systemd-networkd >/dev/null 2>&1 || true
@@ -109,8 +153,8 @@ ensure_ctl() {
 # -- hosts ---------------------------------------------------------------------
 
 host_up() {
-    local name="$1" release="$2" addr="$3" base up ns="$PREFIX$1"
-    base="$(cmd_rootfs "$release")"
+    local name="$1" release="$2" addr="$3" arch="${4:-$HOST_ARCH}" base up ns="$PREFIX$1"
+    base="$(cmd_rootfs "$release" "$arch")"
     up="$LAB/hosts/$name"
     [ -f "$up/pid" ] && kill -0 "$(cat "$up/pid")" 2>/dev/null && { log "$name is up"; return; }
     mkdir -p "$up/upper" "$up/work" "$up/merged"
@@ -124,7 +168,8 @@ host_up() {
     chmod 700 "$m/root/.ssh"
     cp "$LAB/id_ed25519.pub" "$m/root/.ssh/authorized_keys"
     chmod 600 "$m/root/.ssh/authorized_keys"
-    cat >"$m/etc/systemd/network/10-lab.network" <<EOF
+    if [ "$arch" = "$HOST_ARCH" ]; then
+        cat >"$m/etc/systemd/network/10-lab.network" <<EOF
 [Match]
 Name=host0
 [Network]
@@ -132,6 +177,12 @@ Address=$addr/24
 Gateway=$NET.1
 LinkLocalAddressing=no
 EOF
+    else
+        # systemd-networkd cannot run under qemu-user ("Could not setup manager:
+        # Protocol not supported": a netlink family it lacks); the address is set
+        # from outside below instead.
+        ln -sf /dev/null "$m/etc/systemd/system/systemd-networkd.service"
+    fi
     # The network namespace and its veth into the bridge.
     ip netns list | grep -qw "$ns" || ip netns add "$ns"
     echo "$ns" >"$up/netns"
@@ -142,7 +193,12 @@ EOF
         ip -n "$CTL" link set "v-$name" master "$BR" up
     fi
     ip -n "$ns" link set lo up
-    log "booting $name ($release, $addr)"
+    if [ "$arch" != "$HOST_ARCH" ]; then
+        ip -n "$ns" addr replace "$addr/24" dev host0
+        ip -n "$ns" link set host0 up
+        ip -n "$ns" route replace default via "$NET.1"
+    fi
+    log "booting $name ($release $arch, $addr)"
     setsid systemd-nspawn -q -D "$m" -b -M "$PREFIX$name" --register=no --keep-unit \
         --network-namespace-path="/run/netns/$ns" --bind=/dev/fuse --console=pipe \
         --capability=CAP_NET_ADMIN </dev/null >"$up/console.log" 2>&1 &
@@ -166,8 +222,8 @@ write_ssh_config() {
 }
 
 wait_ssh() {
-    local addr="$1" i
-    for i in $(seq 1 90); do
+    local addr="$1" seconds="${2:-90}" i
+    for i in $(seq 1 "$seconds"); do
         if ip netns exec "$CTL" nc -z -w 1 "$addr" 22 2>/dev/null \
                 && ssh -F "$LAB/ssh_config" -o ConnectTimeout=5 "$addr" true 2>/dev/null; then
             return 0
@@ -183,17 +239,18 @@ cmd_up() {
     [ -f "$LAB/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -f "$LAB/id_ed25519" -C piwheels-lab
     write_ssh_config
     ensure_ctl
-    local spec name release addr
+    local spec name release addr arch
     for spec in "$@"; do
-        IFS=: read -r name release addr <<<"$spec"
+        IFS=: read -r name release addr arch <<<"$spec"
         [[ "$addr" == *.* ]] || addr="$NET.$addr"
-        host_up "$name" "$release" "$addr"
+        host_up "$name" "$release" "$addr" "${arch:-$HOST_ARCH}"
         echo "$addr" >"$LAB/hosts/$name/addr"
     done
     for spec in "$@"; do
-        IFS=: read -r name release addr <<<"$spec"
+        IFS=: read -r name release addr arch <<<"$spec"
         addr="$(cat "$LAB/hosts/$name/addr")"
-        wait_ssh "$addr" || { tail -30 "$LAB/hosts/$name/console.log" >&2; die "$name ($addr): no ssh"; }
+        # An emulated host boots about 13x slower.
+        wait_ssh "$addr" "$([ "${arch:-$HOST_ARCH}" = "$HOST_ARCH" ] && echo 90 || echo 600)" || { tail -30 "$LAB/hosts/$name/console.log" >&2; die "$name ($addr): no ssh"; }
         log "$name is up at $addr"
     done
 }
