@@ -40,7 +40,7 @@ PACKAGES=(${PIWHEELS_PACKAGES:-six idna markupsafe simplejson})
 "$PW" index --full
 "$PW" status
 if [ "$NO_SERVE" = 1 ]; then
-    echo "quickstart: wave done; index in $FARM/www (serve it with: $PW serve)"
+    echo "quickstart: wave done; index in $FARM/www (serve it with: PIWHEELS_CONFIG=$PIWHEELS_CONFIG $PW serve)"
     exit 0
 fi
 exec "$PW" serve --port "${PIWHEELS_PORT:-8000}"
