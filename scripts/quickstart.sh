@@ -30,6 +30,9 @@ if [ ! -f "$PIWHEELS_CONFIG" ]; then
 database = "$DSN"
 www = "www"
 build_timeout = 900
+# piwheels serve logs each answer here; piwheels downloads counts the wheels in it.
+serve_access_log = "access.log"
+access_logs = ["access.log"]
 TOML
 fi
 PW="$ROOT/.venv/bin/piwheels"
