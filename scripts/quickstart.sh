@@ -42,6 +42,29 @@ PACKAGES=(${PIWHEELS_PACKAGES:-six idna markupsafe simplejson})
 "$PW" build --batch "${PIWHEELS_BATCH:-$((4 * ${#PACKAGES[@]}))}"
 "$PW" index --full
 "$PW" status
+# The packages of this wave that this machine's python3 can install from the index
+# (a wheel whose tags it supports): what the printed pip line names.
+INSTALLABLE="$("$ROOT/.venv/bin/python" - "$FARM/www/simple" "${PACKAGES[@]}" <<'PY'
+import sys
+from pathlib import Path
+
+from packaging.tags import sys_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+simple, names = Path(sys.argv[1]), sys.argv[2:]
+supported = set(sys_tags())
+print(" ".join(name for name in names if any(
+    supported & set(parse_wheel_filename(w.name)[3])
+    for w in (simple / canonicalize_name(name)).glob("*.whl"))))
+PY
+)"
+URL="http://127.0.0.1:${PIWHEELS_PORT:-8000}/simple/"
+if [ -n "$INSTALLABLE" ]; then
+    echo "quickstart: once the index is served, try: pip install --index-url $URL $INSTALLABLE"
+else
+    echo "quickstart: none of ${PACKAGES[*]} has a wheel for this machine's python3 yet" \
+         "(a larger PIWHEELS_BATCH builds more)"
+fi
 if [ "$NO_SERVE" = 1 ]; then
     echo "quickstart: wave done; index in $FARM/www (serve it with: PIWHEELS_CONFIG=$PIWHEELS_CONFIG $PW serve)"
     exit 0
