@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from helpers.pgdb import fresh_database
 from helpers.upstream_server import FakeUpstream
 
 from piwheels_build import db
@@ -43,18 +44,7 @@ def pg_cluster():
 @pytest.fixture
 def dsn(pg_cluster) -> str:
     """DSN of a new, migrated database used by this test only."""
-    name = f"t{os.getpid()}_{next(_counter)}"
-    conn = psycopg2.connect(pg_cluster.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "template_piwheels"')
-    conn.close()
-    yield pg_cluster.dsn(name)
-    conn = psycopg2.connect(pg_cluster.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    yield from fresh_database(pg_cluster, f"t{os.getpid()}_{next(_counter)}")
 
 
 @pytest.fixture

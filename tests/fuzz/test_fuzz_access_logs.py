@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-import psycopg2
 import pytest
+from helpers.pgdb import fresh_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,18 +41,7 @@ def lines(draw) -> str:
 
 @pytest.fixture(scope="module")
 def dsn_once(pg_cluster):
-    name = "fuzz_logs"
-    conn = psycopg2.connect(pg_cluster.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "template_piwheels"')
-    conn.close()
-    yield pg_cluster.dsn(name)
-    conn = psycopg2.connect(pg_cluster.dsn("postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    yield from fresh_database(pg_cluster, "fuzz_logs")
 
 
 @FUZZ
