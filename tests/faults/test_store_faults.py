@@ -119,7 +119,9 @@ def test_store_disk_full_during_upload(make_farm, sshfs, via):
 # -- the mount gone -------------------------------------------------------------------
 
 
-def test_store_mount_gone_during_upload(make_farm, sshfs):
+def upload_under_way(make_farm, sshfs):
+    """A builder storing bigpkg's wheel through a slowed sshfs mount, caught mid-upload:
+    (farm, store, builder process, the package's directory on the master)."""
     farm = make_farm(retry_delay=1, retry_limit=20)
     farm.add("bigpkg", "1.0", big_pure("bigpkg", WHEEL))
     farm.run("sync")
@@ -130,6 +132,11 @@ def test_store_mount_gone_during_upload(make_farm, sshfs):
     builder = farm.start("build", "--forever", builder="far")
     pkgdir = farm.www / "simple" / "bigpkg"
     wait_for("the upload to be under way", lambda: growing_upload(pkgdir, SLOW))
+    return farm, store, builder, pkgdir
+
+
+def test_store_mount_gone_during_upload(make_farm, sshfs):
+    farm, store, builder, pkgdir = upload_under_way(make_farm, sshfs)
     store.cut()  # the master unreachable: the connection cut, reconnections refused
     wait_for("the failed upload to be recorded",
              lambda: "infrastructure" in statuses(farm.dsn))
@@ -166,16 +173,7 @@ def test_store_mount_reconnects_under_an_upload(make_farm, sshfs):
     """The connection drops and sshfs reconnects at once (its ``reconnect``): the
     write in flight fails (its handle belonged to the old connection), the hidden
     file is removed through the new one, the retry succeeds."""
-    farm = make_farm(retry_delay=1, retry_limit=20)
-    farm.add("bigpkg", "1.0", big_pure("bigpkg", WHEEL))
-    farm.run("sync")
-    farm.www.mkdir(parents=True, exist_ok=True)
-    store = sshfs(farm.www)
-    store.rate(SLOW)
-    builder_config(farm, "far", www=store.mountpoint)
-    builder = farm.start("build", "--forever", builder="far")
-    pkgdir = farm.www / "simple" / "bigpkg"
-    wait_for("the upload to be under way", lambda: growing_upload(pkgdir, SLOW))
+    farm, store, builder, pkgdir = upload_under_way(make_farm, sshfs)
     store.cut()
     store.restore()
     wait_for("the failed upload to be recorded",
