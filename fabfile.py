@@ -10,7 +10,7 @@ Examples:
     fab wave [--batch 10]               a build wave on every builder in parallel
     fab builders                        builder services and store mounts
     fab logs [--unit index] [--lines 50] [--host pi01]
-    fab rebuild --package numpy --version 2.1.0 [--abi cp313]
+    fab rebuild --package numpy --version 2.1.0 [--target cp313-linux_aarch64]
     fab skip --package bad --version 1.0 [--note "hangs"]
     fab restart --role builders
 
@@ -201,23 +201,23 @@ def tail(c, unit="builder", host=None, inventory=None, ssh_config=None):
 
 
 @task
-def rebuild(c, package, version, abi=None, priority=10, inventory=None, ssh_config=None):
+def rebuild(c, package, version, target=None, priority=10, inventory=None, ssh_config=None):
     """An operator's rebuild of a version (forget its failures, queue it first)."""
     params = {"op": "requeue", "config": CONFIG, "package": package, "version": version,
               "priority": int(priority), "facts": False}
-    if abi:
-        params["abi"] = abi
+    if target:  # a target (cp313-linux_aarch64), an ABI or a platform
+        params["target"] = target
     r = _admin(_master(inventory, ssh_config), "queue", params)
     print(f"{r['package']} {r['version']}: queued for {', '.join(r['queued']) or 'nothing'}"
           f" ({r['forgotten']} failed attempts forgotten)")
 
 
 @task
-def skip(c, package, version=None, abi=None, note=None, undo=False, inventory=None,
+def skip(c, package, version=None, target=None, note=None, undo=False, inventory=None,
          ssh_config=None):
-    """Skip a package, a version, or a version on one ABI (--undo lifts it)."""
+    """Skip a package, a version, or a version on some build targets (--undo lifts it)."""
     params = {"op": "skip", "config": CONFIG, "package": package, "version": version,
-              "abi": abi, "note": note, "state": "absent" if undo else "present",
+              "target": target, "note": note, "state": "absent" if undo else "present",
               "facts": False}
     r = _admin(_master(inventory, ssh_config), "queue", params)
     print(("changed" if r["changed"] else "unchanged") + f": {package} {version or ''}")

@@ -13,9 +13,9 @@ description:
     (the configuration's C(pythons), else every CPython found), exactly as
     C(piwheels build --batch N) does, and returns what was built, what failed
     and how long it took.
-  - When the queue for this builder's ABIs is empty, it keeps looking every
+  - When the queue for this builder's targets is empty, it keeps looking every
     O(poll) seconds for up to O(idle_timeout) seconds, so a builder of a
-    second ABI picks up the versions the first ABI's builds queue for it
+    second target picks up the versions the first target's builds queue for it
     during the same wave.
   - C(changed) when at least one build ran (success or failure).
   - A thin wrapper over C(python -m piwheels_build.admin).
@@ -84,7 +84,7 @@ by_status:
   type: dict
   sample: {"success": 2, "failed": 1}
 results:
-  description: One entry per build with package, version, abi and status.
+  description: One entry per build with package, version, target (ABI-platform) and status.
   returned: always
   type: list
   elements: dict

@@ -14,12 +14,12 @@ description:
   - C(op=refresh) brings the queue in line with the rules
     (C(piwheels queue)); C(changed) when rows were added or dropped.
   - C(op=skip) records an operator's decision not to build a package, a
-    version, or a version on one ABI (reason C(admin)); C(op=unskip) lifts it.
-  - C(op=requeue) is an operator rebuild of a version, on one ABI or all of them;
+    version, or a version on some build targets (reason C(admin)); C(op=unskip) lifts it.
+  - C(op=requeue) is an operator rebuild of a version, on some build targets or all;
     its failed attempts are forgotten, an C(admin) or C(too-many-failures)
     skip is lifted, waiting retries are made due now, and it is queued
     again, optionally with a O(priority). A version that already has a wheel
-    for an ABI is not rebuilt there.
+    for a target is not rebuilt there.
   - A thin wrapper over C(python -m piwheels_build.admin); runs on the master.
 version_added: "0.1.0"
 author: piwheels-build
@@ -42,9 +42,12 @@ options:
   version:
     description: Version. Required for requeue; for skip, a whole package is skipped without it.
     type: str
-  abi:
-    description: Only this ABI (e.g. C(cp311)).
+  target:
+    description:
+      - Only this build target (C(cp311-linux_armv7l)), every target of an ABI
+        (C(cp311)) or every target on a platform (C(linux_armv7l)).
     type: str
+    aliases: [abi]
   note:
     description: Why it is skipped (kept with the skip).
     type: str
@@ -82,16 +85,16 @@ EXAMPLES = r"""
     op: requeue
     package: numpy
     version: "2.1.0"
-    abi: cp313
+    target: cp313-linux_aarch64
     priority: 10
 """
 
 RETURN = r"""
 queue:
-  description: Per active ABI, builds ready, building and waiting to retry.
+  description: Per active build target, builds ready, building and waiting to retry.
   returned: always
   type: dict
-  sample: {"cp311": {"ready": 12, "building": 1, "waiting_retry": 0}}
+  sample: {"cp311-linux_armv7l": {"ready": 12, "building": 1, "waiting_retry": 0}}
 status:
   description: The whole farm status (packages, versions, builds, files, builders, index).
   returned: always
@@ -109,7 +112,7 @@ forgotten:
   returned: when op is requeue
   type: int
 queued:
-  description: ABIs the version is now queued for.
+  description: Build targets the version is now queued for.
   returned: when op is requeue
   type: list
   elements: str
@@ -127,7 +130,7 @@ def main():
             dsn=dict(type="str", no_log=True),
             package=dict(type="str"),
             version=dict(type="str"),
-            abi=dict(type="str"),
+            target=dict(type="str", aliases=["abi"]),
             note=dict(type="str"),
             priority=dict(type="int", default=0),
         ),
@@ -140,7 +143,7 @@ def main():
     p = module.params
     params = {"op": "skip" if p["op"] == "unskip" else p["op"],
               "state": "absent" if p["op"] == "unskip" else "present"}
-    for key in ("config", "dsn", "package", "version", "abi", "note", "priority"):
+    for key in ("config", "dsn", "package", "version", "target", "note", "priority"):
         if p[key] is not None:
             params[key] = p[key]
     answer = run_admin(module, "queue", params)

@@ -196,9 +196,9 @@ def cmd_queue(cfg: configmod.Config, args: argparse.Namespace) -> int:
         return 0
     print(f"queue: refreshed in {time.monotonic() - start:.1f}s, {added:,} builds added")
     if not state:
-        print("queue: no active ABI yet; start a builder (piwheels build) to register one")
-    for abi, q in state.items():
-        print(f"queue: {abi}: {q['ready']:,} ready, {q['building']:,} building, "
+        print("queue: no active build target yet; start a builder (piwheels build) to register one")
+    for target, q in state.items():
+        print(f"queue: {target}: {q['ready']:,} ready, {q['building']:,} building, "
               f"{q['waiting_retry']:,} waiting to retry")
     return 0
 
@@ -445,15 +445,15 @@ def cmd_log(cfg: configmod.Config, args: argparse.Namespace) -> int:
 
     conn = _conn(cfg)
     with conn.cursor() as cur:
-        cur.execute("SELECT b.package, b.version, b.abi_tag, b.status, l.log, l.size, l.truncated"
+        cur.execute("SELECT b.package, b.version, b.target, b.status, l.log, l.size, l.truncated"
                     " FROM builds b LEFT JOIN build_logs l USING (build_id)"
                     " WHERE b.build_id = %s", (args.build_id,))
         row = cur.fetchone()
     conn.close()
     if row is None:
         raise PiwheelsError(f"log: no build {args.build_id}; see 'piwheels status'")
-    package, version, abi, status, log, size, truncated = row
-    print(f"# build {args.build_id}: {package} {version} {abi}: {status}"
+    package, version, target, status, log, size, truncated = row
+    print(f"# build {args.build_id}: {package} {version} {target}: {status}"
           + (f" ({size:,} bytes printed, head and tail kept)" if truncated else ""))
     if log is not None:
         sys.stdout.write(gzip.decompress(bytes(log)).decode("utf-8", "replace"))
@@ -471,9 +471,9 @@ def cmd_skip(cfg: configmod.Config, args: argparse.Namespace) -> int:
     from .admin import queueops
 
     name, version = _spec(args.spec)
-    result = queueops.skip(cfg.database, name, version, args.abi, args.note,
+    result = queueops.skip(cfg.database, name, version, args.target, args.note,
                         state="absent" if args.undo else "present")
-    what = " ".join(x for x in (result["package"], result["version"], result["abi"]) if x)
+    what = " ".join(x for x in (result["package"], result["version"], result["target"]) if x)
     verb = "unskipped" if args.undo else "skipped"
     print(f"skip: {what} {verb}" if result["changed"] else f"skip: {what} unchanged")
     return 0
@@ -485,7 +485,7 @@ def cmd_rebuild(cfg: configmod.Config, args: argparse.Namespace) -> int:
     name, version = _spec(args.spec)
     if version is None:
         raise PiwheelsError("rebuild: name a version, as NAME==VERSION")
-    result = queueops.requeue(cfg.database, name, version, args.abi, args.priority)
+    result = queueops.requeue(cfg.database, name, version, args.target, args.priority)
     queued = ", ".join(result["queued"]) or "nothing (built, skipped or not for its Python)"
     print(f"rebuild: {result['package']} {result['version']}: forgot {result['forgotten']} "
           f"attempts; queued for {queued}")
@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the whole project list even when the changelog would do"
                         " (that is how deletions are noticed)")
     p.set_defaults(func=cmd_sync)
-    p = sub.add_parser("queue", help="recompute the build queue and show it per ABI")
+    p = sub.add_parser("queue", help="recompute the build queue and show it per build target")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)
     p = sub.add_parser("build", help="claim and build wheels with this machine's interpreters")
@@ -534,15 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8000)
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("skip", help="an operator's skip of a package, version or ABI")
+    p = sub.add_parser("skip", help="an operator's skip of a package, version or build target")
     p.add_argument("spec", metavar="NAME[==VERSION]")
-    p.add_argument("--abi", help="only this ABI (needs a version)")
+    p.add_argument("--target", "--abi", dest="target", metavar="TARGET",
+                   help="only this build target (cp311-linux_armv7l), ABI (cp311) or platform"
+                        " (linux_armv7l); needs a version")
     p.add_argument("--note", help="why, shown on the project page")
     p.add_argument("--undo", action="store_true", help="lift the skip")
     p.set_defaults(func=cmd_skip)
     p = sub.add_parser("rebuild", help="forget failed attempts of a version and queue it again")
     p.add_argument("spec", metavar="NAME==VERSION")
-    p.add_argument("--abi", help="only this ABI")
+    p.add_argument("--target", "--abi", dest="target", metavar="TARGET",
+                   help="only this build target (cp311-linux_armv7l), ABI or platform")
     p.add_argument("--priority", type=int, default=0, help="build before newer releases")
     p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("log", help="print the log of one build")

@@ -33,7 +33,7 @@ SYNC_FUNCTIONS = ("set_setting", "package_changed", "load_project_list",
                   "merge_project_list", "flag_named", "add_packages", "add_package_names",
                   "packages_not_found", "packages_synced", "write_versions",
                   "write_upstream_files", "fill_requires_python")
-INDEX_TABLES = ("abis", "abi_skips", "build_logs", "builders", "builds", "dependencies",
+INDEX_TABLES = ("targets", "target_skips", "build_logs", "builders", "builds", "dependencies",
                 "files", "packages", "queue", "versions", "index_dirty", "project_downloads",
                 "project_downloads_daily", "file_downloads", "downloads_days", "downloads_by")
 INDEX_FUNCTIONS = ("take_dirty_batch", "clear_dirty", "redirty", "expire_leases",

@@ -1,4 +1,4 @@
-"""The Python face of the queue's SQL functions (db/migrations/0002, 0004-0007).
+"""The Python face of the queue's SQL functions (db/migrations/0002, 0004-0010).
 
 The queue's rules live in SQL so that every path (sync, builders, operators)
 applies the same ones; this module is the one place Python calls them. Each
@@ -28,7 +28,7 @@ class Claim:
     build_id: int
     package: str
     version: str
-    abi_tag: str
+    target: str              # "cp311-linux_armv7l": ABI-platform (migration 0010)
     sdist_filename: str
     sdist_url: str
     sdist_sha256: str | None
@@ -38,7 +38,9 @@ def register_builder(conn: Connection, name: str, abi_tag: str, platform_tag: st
                      python_version: str, os_release: str) -> int:
     """Register (or find) this machine's builder for one interpreter; its builder_id.
 
-    A new ABI becomes active and its queue is filled (``register_builder``).
+    Its build target is ``ABI-PLATFORM`` ("cp311-linux_armv7l"); a new target
+    becomes active and its queue is filled (``register_builder``). Raises
+    psycopg2.Error for an invalid ABI or platform tag.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT register_builder(%s, %s, %s, %s, %s)",
@@ -47,7 +49,7 @@ def register_builder(conn: Connection, name: str, abi_tag: str, platform_tag: st
 
 
 def claim_build(conn: Connection, builder_id: int, lease_seconds: int) -> Claim | None:
-    """Take the next queued build for the builder's ABI with a lease of ``lease_seconds``.
+    """Take the next queued build for the builder's target with a lease of ``lease_seconds``.
 
     None when nothing is queued (or everything queued waits for a retry time).
     """
@@ -91,7 +93,7 @@ def expire_leases(conn: Connection) -> list[tuple[int, str, str, str]]:
     """Give back the builds whose lease ran out (a builder died): each is marked
     ``abandoned``, its queue row freed and its package marked for the index writer.
 
-    The (build_id, package, version, abi_tag) released. ``claim_build`` does the
+    The (build_id, package, version, target) released. ``claim_build`` does the
     same before every claim; the index writer and ``piwheels status`` call this so
     a dead builder's build does not show as building while no builder claims
     (migration 0007). The master's only: the builder role may not call it.
@@ -122,26 +124,31 @@ def package_changed(conn: Connection, packages: list[str]) -> int:
 
 
 def skip_version(conn: Connection, package: str, version: str | None = None,
-                 abi_tag: str | None = None, note: str | None = None) -> bool:
-    """An operator's skip of a package, a version, or a version on one ABI; False when
-    it was skipped already (``skip_version``)."""
+                 target: str | None = None, note: str | None = None) -> bool:
+    """An operator's skip of a package, a version, or a version on some targets; False
+    when it was skipped already (``skip_version``).
+
+    ``target`` names a target ("cp311-linux_armv7l"), an ABI ("cp311": its targets on
+    every platform) or a platform ("linux_armv7l"); psycopg2.Error when none matches.
+    """
     with conn.cursor() as cur:
-        cur.execute("SELECT skip_version(%s, %s, %s, %s)", (package, version, abi_tag, note))
+        cur.execute("SELECT skip_version(%s, %s, %s, %s)", (package, version, target, note))
         return bool(cur.fetchone()[0])
 
 
 def unskip_version(conn: Connection, package: str, version: str | None = None,
-                   abi_tag: str | None = None) -> bool:
-    """Lift an operator's skip; False when there was none to lift (``unskip_version``)."""
+                   target: str | None = None) -> bool:
+    """Lift an operator's skip (``target`` as in skip_version); False when there was
+    none to lift (``unskip_version``)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT unskip_version(%s, %s, %s)", (package, version, abi_tag))
+        cur.execute("SELECT unskip_version(%s, %s, %s)", (package, version, target))
         return bool(cur.fetchone()[0])
 
 
 @dataclass(frozen=True)
 class Requeued:
     """What ``requeue_version`` did: rows forgotten, queue rows added and given the
-    priority, and the ABIs now queued (or building)."""
+    priority, and the targets now queued (or building)."""
 
     forgotten: int
     added: int
@@ -149,12 +156,13 @@ class Requeued:
     queued: list[str]
 
 
-def requeue_version(conn: Connection, package: str, version: str, abi_tag: str | None = None,
+def requeue_version(conn: Connection, package: str, version: str, target: str | None = None,
                     priority: int = 0) -> Requeued:
-    """Forget a version's failed attempts and skips (on one ABI or all) and queue it
-    again, with ``priority`` when not 0 (``requeue_version``)."""
+    """Forget a version's failed attempts and skips (on some targets, ``target`` as in
+    skip_version, or all) and queue it again, with ``priority`` when not 0
+    (``requeue_version``)."""
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM requeue_version(%s, %s, %s, %s)",
-                    (package, version, abi_tag, priority or 0))
+                    (package, version, target, priority or 0))
         forgotten, added, reprioritised, queued = cur.fetchone()
     return Requeued(forgotten, added, reprioritised, list(queued))

@@ -52,22 +52,24 @@ def collect(conn) -> dict[str, Any]:
         "packages": {k: s["packages"][k] for k in ("total", "deleted", "needs_sync")},
         "versions": {"total": sum(v["count"] for v in versions),
                      "skipped": sum(skips.values()), "skip_reasons": skips},
-        "queue": {q["abi"]: {"ready": q["ready"], "building": q["building"],
-                             "waiting_retry": q["waiting_retry"]}
-                  for q in sorted(s["queue"], key=lambda q: q["abi"]) if q["active"]},
+        # Per active build target (ABI-platform), ordered numerically (farm_stats).
+        "queue": {q["target"]: {"ready": q["ready"], "building": q["building"],
+                                "waiting_retry": q["waiting_retry"]}
+                  for q in s["queue"] if q["active"]},
         "builds": {b["status"]: {"count": b["count"], "seconds": round(float(b["seconds"]), 1)}
                    for b in s["builds"]},
         "files": {"count": s["files"]["count"], "bytes": int(s["files"]["bytes"])},
         "builders": [
-            {"name": b["name"], "abi": b["abi"], "platform": b["platform"],
+            {"name": b["name"], "target": b["target"], "abi": b["abi"],
+             "platform": b["platform"],
              "last_seen": b["last_seen"].isoformat(), "builds": b["builds"],
              "successes": b["successes"]}
             for b in s["builders"]
         ],
-        # Versions whose Requires-Python rules an active ABI out (never queued for it, not
+        # Versions whose Requires-Python rules an active target out (never queued for it, not
         # failures; builds that found it in the sdist count as 'not-for-python' in builds),
         # and versions not evaluated yet (migration 0008: the next sync run fills them).
-        "not_for_python": {r["abi"]: r["versions"] for r in s.get("not_for_python", [])},
+        "not_for_python": {r["target"]: r["versions"] for r in s.get("not_for_python", [])},
         "requires_python_pending": s.get("requires_python_pending", 0),
         "index_dirty": s["index_dirty"],
     }
@@ -75,12 +77,12 @@ def collect(conn) -> dict[str, Any]:
 
 def _python_lines(s: dict[str, Any]) -> list[str]:
     """What Requires-Python keeps off the queue: apart from failures, none when nothing."""
-    excluded = {abi: n for abi, n in s.get("not_for_python", {}).items() if n}
+    excluded = {t: n for t, n in s.get("not_for_python", {}).items() if n}
     pending = s.get("requires_python_pending", 0)
     out = []
     if excluded:
         out.append("python:   not for their Python (Requires-Python, not queued): "
-                    + ", ".join(f"{abi} {n:,} versions" for abi, n in excluded.items()))
+                    + ", ".join(f"{t} {n:,} versions" for t, n in excluded.items()))
     if pending:
         out.append(f"python:   {pending:,} versions' Requires-Python not evaluated yet "
                    "(the next sync run does it)")
@@ -97,9 +99,10 @@ def render(s: dict[str, Any]) -> str:
         f"files:    {s['files']['count']:,} ({s['files']['bytes'] / 1e6:,.1f} MB)",
         "builds:   " + (", ".join(f"{d['count']:,} {st}" for st, d in s["builds"].items())
                         or "none yet"),
-        "queue:    " + (", ".join(f"{abi} {q['ready']:,} ready/{q['building']} building"
+        "queue:    " + (", ".join(f"{t} {q['ready']:,} ready/{q['building']} building"
                                   f"/{q['waiting_retry']} retrying"
-                                  for abi, q in s["queue"].items()) or "no active ABI yet"),
+                                  for t, q in s["queue"].items())
+                        or "no active build target yet"),
         f"index:    {s['index_dirty']:,} packages waiting to be written",
     ]
     lines[4:4] = _python_lines(s)
@@ -111,6 +114,6 @@ def render(s: dict[str, Any]) -> str:
         if st["warning"]:
             lines.append(f"warning:  {st['warning']}")
     for b in s["builders"]:
-        lines.append(f"builder:  {b['name']} {b['abi']} {b['platform']}: {b['builds']:,} builds,"
+        lines.append(f"builder:  {b['name']} {b['target']}: {b['builds']:,} builds,"
                      f" {b['successes']:,} ok, last seen {b['last_seen'][:19]}")
     return "\n".join(lines)

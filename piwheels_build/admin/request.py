@@ -43,12 +43,12 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         if op == "refresh":
             out = refresh(dsn, check)
         elif op == "skip":
-            out = skip(dsn, p["package"], p.get("version"), p.get("abi"), p.get("note"),
+            out = skip(dsn, p["package"], p.get("version"), p.get("target"), p.get("note"),
                        p.get("state", "present"), check)
         elif op == "requeue":
             if not p.get("version"):
                 raise AdminError("queue: requeue needs a version")
-            out = requeue(dsn, p["package"], p["version"], p.get("abi"),
+            out = requeue(dsn, p["package"], p["version"], p.get("target"),
                           int(p.get("priority") or 0), check)
         else:
             raise AdminError(f"queue: unknown op {op!r}")

@@ -58,7 +58,8 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
     # as the builder service's UMask=0002 keeps them.
     os.umask(0o002)
     interps = resolve(cfg.pythons)
-    info = [{"abi": i.abi_tag, "platform": i.platform_tag, "path": i.path} for i in interps]
+    info = [{"abi": i.abi_tag, "platform": i.platform_tag,
+             "target": f"{i.abi_tag}-{i.platform_tag}", "path": i.path} for i in interps]
     if check:
         return {"changed": False, "builds": 0, "built": [], "by_status": {}, "results": [],
                 "elapsed": 0.0, "interpreters": info, "msg": "check mode: nothing built"}
@@ -81,7 +82,7 @@ def run_build(config: str, batch: int = 10, idle_timeout: float = 0.0, poll: flo
     finally:
         builder.close()
     elapsed = round(time.monotonic() - started, 2)
-    rows = [dict(asdict(r), abi=r.abi_tag, line=str(r)) for r in results]
+    rows = [dict(asdict(r), line=str(r)) for r in results]
     by_status: dict[str, int] = {}
     for r in results:
         by_status[r.status] = by_status.get(r.status, 0) + 1

@@ -64,7 +64,7 @@ class BuildResult:
     build_id: int
     package: str
     version: str
-    abi_tag: str
+    target: str              # "cp311-linux_armv7l"
     status: str
     duration: float
     files: tuple[str, ...]
@@ -72,7 +72,7 @@ class BuildResult:
     recorded: bool
 
     def __str__(self) -> str:
-        return (f"build: {self.package} {self.version} {self.abi_tag}: "
+        return (f"build: {self.package} {self.version} {self.target}: "
                 f"{self.status} in {self.duration:.1f}s"
                 + ("" if self.recorded else " (lease lost, not recorded)"))
 
@@ -227,12 +227,12 @@ class Builder:
                 c, claim.build_id, outcome.status, outcome.duration, log, size, truncated,
                 outcome.files))
         except Stopped:
-            self.progress(f"build: {claim.package} {claim.version} {claim.abi_tag}: "
+            self.progress(f"build: {claim.package} {claim.version} {claim.target}: "
                           "stopped before the database came back; not recorded, its lease "
                           "expires and it is built again")
             raise
         return BuildResult(
-            claim.build_id, claim.package, claim.version, claim.abi_tag, outcome.status,
+            claim.build_id, claim.package, claim.version, claim.target, outcome.status,
             outcome.duration,
             tuple(f["filename"] for f in outcome.files if not f.get("alias_of")),
             tuple(f["filename"] for f in outcome.files if f.get("alias_of")), kept)
@@ -277,7 +277,7 @@ class Builder:
         env = BuildEnv(interp, self.box, work, run, log, self.reqs,
                        Sources(self.upstream, self._trusted()),
                        online=self.cfg.build_network == "online", templates=self.envs)
-        log.note(f"build {claim.package} {claim.version} for {interp.abi_tag} with "
+        log.note(f"build {claim.package} {claim.version} for {claim.target} with "
                  f"{system.backend}")
         status = env.build(sdist, system)
         files: list[dict] = []
@@ -356,9 +356,12 @@ class Builder:
                 why = _alias_refusal(path, alias)
                 if why:
                     note(f"not published as {alias}: {why}")
+                    # on the project page beside the wheel (files.alias_note, 0010)
+                    rec["alias_note"] = f"not published as {alias}: {why}"
                     continue
                 if self.store.alias(claim.package, info.filename, alias):
                     records.append(dict(rec, filename=alias, alias_of=info.filename,
+                                        alias_note=None,
                                         platform_tag=alias[:-4].split("-")[-1]))
         return records
 

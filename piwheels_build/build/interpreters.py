@@ -53,6 +53,11 @@ class Interpreter:
     def pyver(self) -> tuple[int, int]:
         return self.version[0], self.version[1]
 
+    @property
+    def target(self) -> str:
+        """The build target this interpreter builds for: "ABI-PLATFORM" (migration 0010)."""
+        return f"{self.abi_tag}-{self.platform_tag}"
+
     def __str__(self) -> str:
         v = ".".join(map(str, self.version))
         return f"{self.abi_tag} (Python {v}, {self.platform_tag}, {self.path})"

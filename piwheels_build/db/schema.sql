@@ -22,26 +22,26 @@ CREATE FUNCTION public.add_packages(p_packages text[], p_display_names text[], p
     RETURNING package
 $$;
 
-CREATE FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer DEFAULT 300) RETURNS TABLE(build_id bigint, package text, version text, abi_tag text, sdist_filename text, sdist_url text, sdist_sha256 text)
+CREATE FUNCTION public.claim_build(p_builder_id integer, p_lease_seconds integer DEFAULT 300) RETURNS TABLE(build_id bigint, package text, version text, target text, sdist_filename text, sdist_url text, sdist_sha256 text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
 #variable_conflict use_column
 DECLARE
-    my_abi text;
+    my_target text;
     q record;
     s record;
     new_id bigint;
 BEGIN
     UPDATE builders SET last_seen = now() WHERE builders.builder_id = p_builder_id
-    RETURNING builders.abi_tag INTO my_abi;
-    IF my_abi IS NULL THEN
+    RETURNING builders.target INTO my_target;
+    IF my_target IS NULL THEN
         RAISE EXCEPTION 'unknown builder %', p_builder_id;
     END IF;
     PERFORM expire_leases();
     LOOP
-        SELECT qq.package, qq.version, qq.abi_tag INTO q FROM queue qq
-        WHERE qq.abi_tag = my_abi AND qq.build_id IS NULL
+        SELECT qq.package, qq.version, qq.target INTO q FROM queue qq
+        WHERE qq.target = my_target AND qq.build_id IS NULL
           AND (qq.not_before IS NULL OR qq.not_before <= now())
         ORDER BY qq.priority DESC, qq.released DESC
         LIMIT 1
@@ -60,16 +60,16 @@ BEGIN
         DELETE FROM queue qq
         WHERE qq.package = q.package AND qq.version = q.version AND qq.build_id IS NULL;
     END LOOP;
-    INSERT INTO builds (package, version, abi_tag, builder_id)
-    VALUES (q.package, q.version, q.abi_tag, p_builder_id)
+    INSERT INTO builds (package, version, target, builder_id)
+    VALUES (q.package, q.version, q.target, p_builder_id)
     RETURNING builds.build_id INTO new_id;
     UPDATE queue qq SET build_id = new_id,
         lease_expires = now() + make_interval(secs => p_lease_seconds)
-    WHERE qq.package = q.package AND qq.version = q.version AND qq.abi_tag = q.abi_tag;
+    WHERE qq.package = q.package AND qq.version = q.version AND qq.target = q.target;
     build_id := new_id;
     package := q.package;
     version := q.version;
-    abi_tag := q.abi_tag;
+    target := q.target;
     sdist_filename := s.filename;
     sdist_url := s.url;
     sdist_sha256 := s.sha256;
@@ -83,7 +83,7 @@ CREATE FUNCTION public.clear_dirty(p_packages text[]) RETURNS void
     DELETE FROM index_dirty WHERE package = ANY (p_packages)
 $$;
 
-CREATE FUNCTION public.expire_leases() RETURNS TABLE(build_id bigint, package text, version text, abi_tag text)
+CREATE FUNCTION public.expire_leases() RETURNS TABLE(build_id bigint, package text, version text, target text)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
@@ -95,21 +95,21 @@ DECLARE
     tags text[];
 BEGIN
     WITH expired AS (
-        SELECT q.package, q.version, q.abi_tag, q.build_id FROM queue q
+        SELECT q.package, q.version, q.target, q.build_id FROM queue q
         JOIN builds b ON b.build_id = q.build_id
         WHERE q.build_id IS NOT NULL AND q.lease_expires < now()
         FOR UPDATE OF q, b SKIP LOCKED
     ), released AS (
         UPDATE queue q SET build_id = NULL, lease_expires = NULL
         FROM expired e
-        WHERE q.package = e.package AND q.version = e.version AND q.abi_tag = e.abi_tag
-        RETURNING e.build_id, e.package, e.version, e.abi_tag
+        WHERE q.package = e.package AND q.version = e.version AND q.target = e.target
+        RETURNING e.build_id, e.package, e.version, e.target
     ), abandoned AS (
         UPDATE builds b SET status = 'abandoned', finished_at = now()
         FROM released r WHERE b.build_id = r.build_id AND b.status = 'building'
     )
     SELECT array_agg(r.build_id), array_agg(r.package), array_agg(r.version),
-           array_agg(r.abi_tag)
+           array_agg(r.target)
     INTO ids, pkgs, vers, tags
     FROM released r;
     IF ids IS NULL THEN
@@ -150,44 +150,61 @@ SELECT jsonb_build_object(
                FROM (SELECT status, count(*) AS n, coalesce(sum(duration), 0) AS t
                      FROM builds GROUP BY status) b),
     'builders', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                                     'name', x.name, 'abi', x.abi_tag,
+                                     'name', x.name, 'target', x.target, 'abi', x.abi_tag,
                                      'platform', x.platform_tag, 'last_seen', x.last_seen,
                                      'builds', x.n, 'successes', x.ok, 'seconds', x.t)
-                                 ORDER BY x.name, x.abi_tag), '[]')
-                 FROM (SELECT bu.name, bu.abi_tag, bu.platform_tag, bu.last_seen,
+                                 ORDER BY x.name, x.target), '[]')
+                 FROM (SELECT bu.name, bu.target, bu.abi_tag, bu.platform_tag, bu.last_seen,
                               count(b.build_id) AS n,
                               count(b.build_id) FILTER (WHERE b.status = 'success') AS ok,
                               coalesce(sum(b.duration), 0) AS t
                        FROM builders bu LEFT JOIN builds b ON b.builder_id = bu.builder_id
                        GROUP BY bu.builder_id) x),
     'queue', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                                  'abi', q.abi_tag, 'active', q.active, 'queued', q.queued,
-                                  'ready', q.ready, 'building', q.building,
+                                  'target', q.target, 'abi', q.abi_tag,
+                                  'platform', q.platform_tag, 'active', q.active,
+                                  'queued', q.queued, 'ready', q.ready, 'building', q.building,
                                   'waiting_retry', q.waiting)
-                              ORDER BY q.py_major, q.py_minor, q.abi_tag), '[]')
-              FROM (SELECT a.abi_tag, a.active, a.py_major, a.py_minor,
+                              ORDER BY q.py_major, q.py_minor, q.platform_tag), '[]')
+              FROM (SELECT t.target, t.abi_tag, t.platform_tag, t.active, t.py_major,
+                           t.py_minor,
                            count(q.package) AS queued,
                            count(q.package) FILTER (WHERE q.build_id IS NULL
                                AND (q.not_before IS NULL OR q.not_before <= now())) AS ready,
                            count(q.build_id) AS building,
                            count(q.package) FILTER (WHERE q.build_id IS NULL
                                AND q.not_before > now()) AS waiting
-                    FROM abis a LEFT JOIN queue q ON q.abi_tag = a.abi_tag
-                    GROUP BY a.abi_tag) q),
+                    FROM targets t LEFT JOIN queue q ON q.target = t.target
+                    GROUP BY t.target) q),
+    'targets', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                    'target', r.target, 'abi', r.abi_tag,
+                                    'platform', r.platform_tag, 'active', r.active,
+                                    'attempted', r.attempted, 'built', r.built)
+                                ORDER BY r.py_major, r.py_minor, r.platform_tag), '[]')
+                FROM (SELECT t.target, t.abi_tag, t.platform_tag, t.active, t.py_major,
+                             t.py_minor,
+                             count(DISTINCT (b.package, b.version))
+                                 FILTER (WHERE is_final_status(b.status)
+                                           AND b.status <> 'not-for-python') AS attempted,
+                             count(DISTINCT (b.package, b.version))
+                                 FILTER (WHERE b.status = 'success') AS built
+                      FROM targets t LEFT JOIN builds b ON p_detail AND b.target = t.target
+                      GROUP BY t.target) r),
     'not_for_python', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                                           'abi', r.abi_tag, 'versions', r.n)
-                                       ORDER BY r.py_major, r.py_minor, r.abi_tag), '[]')
-                       FROM (SELECT a.abi_tag, a.py_major, a.py_minor,
+                                           'target', r.target, 'abi', r.abi_tag,
+                                           'platform', r.platform_tag, 'versions', r.n)
+                                       ORDER BY r.py_major, r.py_minor, r.platform_tag), '[]')
+                       FROM (SELECT t.target, t.abi_tag, t.platform_tag, t.py_major, t.py_minor,
                                     coalesce(sum(m.n), 0) AS n
-                             FROM abis a
+                             FROM targets t
                              LEFT JOIN (SELECT python_excluded AS mask, count(*) AS n
                                         FROM versions
                                         WHERE python_excluded <> 0 AND NOT deleted
                                           AND skip_reason IS NULL
                                         GROUP BY 1) m
-                                    ON python_excludes(m.mask, a.py_major, a.py_minor)
-                             WHERE a.active
-                             GROUP BY a.abi_tag) r),
+                                    ON python_excludes(m.mask, t.py_major, t.py_minor)
+                             WHERE t.active
+                             GROUP BY t.target) r),
     'requires_python_pending', (SELECT count(*) FROM versions WHERE python_excluded IS NULL),
     'index_dirty', (SELECT count(*) FROM index_dirty)
 )
@@ -211,8 +228,8 @@ DECLARE
     pkgs text[];
     vers text[];
 BEGIN
-    SELECT coalesce(bit_or(python_bit(a.py_major, a.py_minor)), 0) INTO active_bits
-    FROM abis a WHERE a.active;
+    SELECT coalesce(bit_or(python_bit(t.py_major, t.py_minor)), 0) INTO active_bits
+    FROM targets t WHERE t.active;
     WITH u AS (
         UPDATE versions v SET requires_python = x.spec, python_excluded = x.mask
         FROM unnest(p_packages, p_versions, p_specs, p_masks) AS x(package, version, spec, mask)
@@ -221,10 +238,10 @@ BEGIN
     ), r AS (
         SELECT u.package, u.version FROM u
         WHERE u.python_excluded & active_bits <> 0
-          AND EXISTS (SELECT 1 FROM queue q JOIN abis a ON a.abi_tag = q.abi_tag
+          AND EXISTS (SELECT 1 FROM queue q JOIN targets t ON t.target = q.target
                       WHERE q.package = u.package AND q.version = u.version
                         AND q.build_id IS NULL
-                        AND python_excludes(u.python_excluded, a.py_major, a.py_minor))
+                        AND python_excludes(u.python_excluded, t.py_major, t.py_minor))
     )
     SELECT (SELECT count(*) FROM u),
            ARRAY(SELECT DISTINCT u.package FROM u WHERE u.python_excluded & active_bits <> 0),
@@ -260,8 +277,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown build %', p_build_id;
     END IF;
-    -- Finishes of one version (on several ABIs) take turns: each refreshes the
-    -- version's queue rows, and two at once deadlocked on each other's rows.
+    -- Finishes of one version (on several targets) take turns: each refreshes
+    -- the version's queue rows, and two at once deadlocked on each other's rows.
     -- FOR NO KEY UPDATE does not block the FOR KEY SHARE of claims and sync.
     PERFORM 1 FROM versions v WHERE v.package = b.package AND v.version = b.version
     FOR NO KEY UPDATE;
@@ -294,10 +311,11 @@ BEGIN
             END IF;
             INSERT INTO files (filename, build_id, package, version, python_tag, abi_tag,
                                platform_tag, size, sha256, requires_python, metadata_sha256,
-                               alias_of)
+                               alias_of, alias_note)
             VALUES (f->>'filename', p_build_id, b.package, b.version, f->>'python_tag',
                     f->>'abi_tag', f->>'platform_tag', (f->>'size')::bigint, f->>'sha256',
-                    f->>'requires_python', f->>'metadata_sha256', f->>'alias_of');
+                    f->>'requires_python', f->>'metadata_sha256', f->>'alias_of',
+                    f->>'alias_note');
             FOR d IN SELECT * FROM jsonb_array_elements(coalesce(f->'dependencies', '[]')) LOOP
                 INSERT INTO dependencies (filename, tool, dependency)
                 VALUES (f->>'filename', d->>'tool', d->>'dependency')
@@ -309,17 +327,17 @@ BEGIN
     IF p_status = 'infrastructure' THEN
         SELECT count(*) INTO n_infra FROM builds
         WHERE builds.package = b.package AND builds.version = b.version
-          AND builds.abi_tag = b.abi_tag AND builds.status = 'infrastructure';
+          AND builds.target = b.target AND builds.status = 'infrastructure';
         SELECT value::integer INTO lim FROM settings WHERE key = 'retry_limit';
         SELECT value::double precision INTO delay FROM settings WHERE key = 'retry_delay';
         IF n_infra < coalesce(lim, 5) THEN
-            INSERT INTO queue (package, version, abi_tag, released, priority, attempts, not_before)
-            VALUES (b.package, b.version, b.abi_tag, q.released, q.priority, n_infra,
+            INSERT INTO queue (package, version, target, released, priority, attempts, not_before)
+            VALUES (b.package, b.version, b.target, q.released, q.priority, n_infra,
                     now() + make_interval(secs => least(coalesce(delay, 60) * 2 ^ (n_infra - 1),
                                                         6 * 3600)));
         ELSE
-            INSERT INTO abi_skips (package, version, abi_tag, reason, note)
-            VALUES (b.package, b.version, b.abi_tag, 'too-many-failures',
+            INSERT INTO target_skips (package, version, target, reason, note)
+            VALUES (b.package, b.version, b.target, 'too-many-failures',
                     n_infra || ' infrastructure failures')
             ON CONFLICT DO NOTHING;
         END IF;
@@ -609,9 +627,9 @@ BEGIN
         WHERE q.package = p_package AND q.build_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM wanted_builds w
                           WHERE w.package = q.package AND w.version = q.version
-                            AND w.abi_tag = q.abi_tag);
-        INSERT INTO queue (package, version, abi_tag, released)
-        SELECT w.package, w.version, w.abi_tag, w.released FROM wanted_builds w
+                            AND w.target = q.target);
+        INSERT INTO queue (package, version, target, released)
+        SELECT w.package, w.version, w.target, w.released FROM wanted_builds w
         WHERE w.package = p_package
         ON CONFLICT DO NOTHING;
     ELSE
@@ -619,9 +637,9 @@ BEGIN
         WHERE q.package = p_package AND q.version = p_version AND q.build_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM wanted_builds w
                           WHERE w.package = q.package AND w.version = q.version
-                            AND w.abi_tag = q.abi_tag);
-        INSERT INTO queue (package, version, abi_tag, released)
-        SELECT w.package, w.version, w.abi_tag, w.released FROM wanted_builds w
+                            AND w.target = q.target);
+        INSERT INTO queue (package, version, target, released)
+        SELECT w.package, w.version, w.target, w.released FROM wanted_builds w
         WHERE w.package = p_package AND w.version = p_version
         ON CONFLICT DO NOTHING;
     END IF;
@@ -638,19 +656,19 @@ DECLARE
     added integer;
 BEGIN
     WITH w AS MATERIALIZED (
-        SELECT package, version, abi_tag, released FROM wanted_builds
+        SELECT package, version, target, released FROM wanted_builds
     ), gone AS (
         DELETE FROM queue q
         WHERE q.build_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM w
                           WHERE w.package = q.package AND w.version = q.version
-                            AND w.abi_tag = q.abi_tag)
+                            AND w.target = q.target)
     )
-    INSERT INTO queue (package, version, abi_tag, released)
-    SELECT w.package, w.version, w.abi_tag, w.released FROM w
+    INSERT INTO queue (package, version, target, released)
+    SELECT w.package, w.version, w.target, w.released FROM w
     WHERE NOT EXISTS (SELECT 1 FROM queue q
                       WHERE q.package = w.package AND q.version = w.version
-                        AND q.abi_tag = w.abi_tag)
+                        AND q.target = w.target)
     ON CONFLICT DO NOTHING;  -- a sync or a finish may queue the same row meanwhile
     GET DIAGNOSTICS added = ROW_COUNT;
     RETURN added;
@@ -662,42 +680,52 @@ CREATE FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_
     AS $_$
 DECLARE
     pyver integer := tag_pyver(p_abi_tag);
+    tgt text := p_abi_tag || '-' || p_platform_tag;
     bid integer;
 BEGIN
     IF pyver IS NULL OR p_abi_tag !~ '^[a-z]+\d+[a-z]*$' THEN
         RAISE EXCEPTION 'invalid ABI tag %', p_abi_tag;
     END IF;
-    INSERT INTO abis (abi_tag, py_major, py_minor)
-    VALUES (p_abi_tag, pyver / 100, pyver % 100)
-    ON CONFLICT (abi_tag) DO NOTHING;
+    IF p_platform_tag IS NULL OR p_platform_tag !~ '^[a-z0-9_]+$' THEN
+        RAISE EXCEPTION 'invalid platform tag %', p_platform_tag;
+    END IF;
+    INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)
+    VALUES (tgt, p_abi_tag, p_platform_tag, pyver / 100, pyver % 100)
+    ON CONFLICT (target) DO NOTHING;
     IF FOUND THEN
         PERFORM refresh_queue();
     END IF;
-    INSERT INTO builders (name, abi_tag, platform_tag, python, os_release)
-    VALUES (p_name, p_abi_tag, p_platform_tag, p_python, p_os_release)
-    ON CONFLICT (name, abi_tag) DO UPDATE
-        SET platform_tag = EXCLUDED.platform_tag, python = EXCLUDED.python,
-            os_release = EXCLUDED.os_release, last_seen = now()
+    INSERT INTO builders (name, abi_tag, platform_tag, target, python, os_release)
+    VALUES (p_name, p_abi_tag, p_platform_tag, tgt, p_python, p_os_release)
+    ON CONFLICT (name, target) DO UPDATE
+        SET python = EXCLUDED.python, os_release = EXCLUDED.os_release, last_seen = now()
     RETURNING builder_id INTO bid;
     RETURN bid;
 END $_$;
 
-CREATE FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text DEFAULT NULL::text, p_priority integer DEFAULT 0) RETURNS TABLE(forgotten integer, added integer, reprioritised integer, queued text[])
+CREATE FUNCTION public.requeue_version(p_package text, p_version text, p_target text DEFAULT NULL::text, p_priority integer DEFAULT 0) RETURNS TABLE(forgotten integer, added integer, reprioritised integer, queued text[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
 DECLARE
     n integer;
+    tgts text[];
 BEGIN
+    IF p_target IS NOT NULL THEN
+        tgts := targets_named(p_target);
+        IF cardinality(tgts) = 0 THEN
+            RAISE EXCEPTION 'no build target is named %', p_target;
+        END IF;
+    END IF;
     DELETE FROM builds b
     WHERE b.package = p_package AND b.version = p_version
-      AND (p_abi_tag IS NULL OR b.abi_tag = p_abi_tag)
+      AND (tgts IS NULL OR b.target = ANY (tgts))
       AND b.status NOT IN ('success', 'building')
       AND NOT EXISTS (SELECT 1 FROM files f WHERE f.build_id = b.build_id);
     GET DIAGNOSTICS forgotten = ROW_COUNT;
-    DELETE FROM abi_skips s
+    DELETE FROM target_skips s
     WHERE s.package = p_package AND s.version = p_version
-      AND (p_abi_tag IS NULL OR s.abi_tag = p_abi_tag);
+      AND (tgts IS NULL OR s.target = ANY (tgts));
     GET DIAGNOSTICS n = ROW_COUNT;
     forgotten := forgotten + n;
     UPDATE versions v SET skip_reason = NULL, skip_note = NULL
@@ -708,7 +736,7 @@ BEGIN
     DELETE FROM queue q
     WHERE q.package = p_package AND q.version = p_version
       AND q.build_id IS NULL AND q.not_before > now()
-      AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag);
+      AND (tgts IS NULL OR q.target = ANY (tgts));
     GET DIAGNOSTICS n = ROW_COUNT;
     forgotten := forgotten + n;
     added := refresh_queue(p_package, p_version);
@@ -716,13 +744,13 @@ BEGIN
     IF coalesce(p_priority, 0) <> 0 THEN
         UPDATE queue q SET priority = p_priority
         WHERE q.package = p_package AND q.version = p_version
-          AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag) AND q.priority <> p_priority;
+          AND (tgts IS NULL OR q.target = ANY (tgts)) AND q.priority <> p_priority;
         GET DIAGNOSTICS reprioritised = ROW_COUNT;
     END IF;
-    SELECT coalesce(array_agg(q.abi_tag ORDER BY q.abi_tag), '{}') INTO queued
+    SELECT coalesce(array_agg(q.target ORDER BY q.target), '{}') INTO queued
     FROM queue q
     WHERE q.package = p_package AND q.version = p_version
-      AND (p_abi_tag IS NULL OR q.abi_tag = p_abi_tag);
+      AND (tgts IS NULL OR q.target = ANY (tgts));
     IF forgotten > 0 THEN
         PERFORM mark_dirty(ARRAY[p_package]);
     END IF;
@@ -740,14 +768,20 @@ BEGIN
     RETURN FOUND;
 END $$;
 
-CREATE FUNCTION public.skip_version(p_package text, p_version text DEFAULT NULL::text, p_abi_tag text DEFAULT NULL::text, p_note text DEFAULT NULL::text) RETURNS boolean
+CREATE FUNCTION public.skip_version(p_package text, p_version text DEFAULT NULL::text, p_target text DEFAULT NULL::text, p_note text DEFAULT NULL::text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
+DECLARE
+    tgts text[];
 BEGIN
-    IF p_abi_tag IS NOT NULL THEN
-        INSERT INTO abi_skips (package, version, abi_tag, reason, note)
-        VALUES (p_package, p_version, p_abi_tag, 'admin', p_note)
+    IF p_target IS NOT NULL THEN
+        tgts := targets_named(p_target);
+        IF cardinality(tgts) = 0 THEN
+            RAISE EXCEPTION 'no build target is named %', p_target;
+        END IF;
+        INSERT INTO target_skips (package, version, target, reason, note)
+        SELECT p_package, p_version, t, 'admin', p_note FROM unnest(tgts) AS t
         ON CONFLICT DO NOTHING;
     ELSIF p_version IS NOT NULL THEN
         UPDATE versions SET skip_reason = 'admin', skip_note = p_note
@@ -781,14 +815,24 @@ CREATE FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limi
     RETURNING package
 $$;
 
-CREATE FUNCTION public.unskip_version(p_package text, p_version text DEFAULT NULL::text, p_abi_tag text DEFAULT NULL::text) RETURNS boolean
+CREATE FUNCTION public.targets_named(p_name text) RETURNS text[]
+    LANGUAGE sql STABLE
+    SET search_path TO 'public', 'pg_temp'
+    AS $$
+    SELECT coalesce(array_agg(t.target ORDER BY t.py_major, t.py_minor, t.platform_tag), '{}')
+    FROM targets t
+    WHERE p_name IN (t.target, t.abi_tag, t.platform_tag)
+$$;
+
+CREATE FUNCTION public.unskip_version(p_package text, p_version text DEFAULT NULL::text, p_target text DEFAULT NULL::text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'public', 'pg_temp'
     AS $$
 BEGIN
-    IF p_abi_tag IS NOT NULL THEN
-        DELETE FROM abi_skips
-        WHERE package = p_package AND version = p_version AND abi_tag = p_abi_tag;
+    IF p_target IS NOT NULL THEN
+        DELETE FROM target_skips
+        WHERE package = p_package AND version = p_version
+          AND target = ANY (targets_named(p_target));
     ELSIF p_version IS NOT NULL THEN
         UPDATE versions SET skip_reason = NULL, skip_note = NULL
         WHERE package = p_package AND version = p_version AND skip_reason = 'admin';
@@ -842,24 +886,6 @@ CREATE FUNCTION public.write_versions(p_packages text[], p_versions text[], p_re
         python_excluded = EXCLUDED.python_excluded
 $$;
 
-CREATE TABLE public.abi_skips (
-    package text NOT NULL,
-    version text NOT NULL,
-    abi_tag text NOT NULL,
-    reason text NOT NULL,
-    note text,
-    at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT abi_skips_reason_check CHECK ((reason = ANY (ARRAY['too-many-failures'::text, 'admin'::text])))
-);
-
-CREATE TABLE public.abis (
-    abi_tag text NOT NULL,
-    py_major integer NOT NULL,
-    py_minor integer NOT NULL,
-    active boolean DEFAULT true NOT NULL,
-    added_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
 CREATE TABLE public.build_logs (
     build_id bigint NOT NULL,
     log bytea NOT NULL,
@@ -875,7 +901,8 @@ CREATE TABLE public.builders (
     python text NOT NULL,
     os_release text,
     first_seen timestamp with time zone DEFAULT now() NOT NULL,
-    last_seen timestamp with time zone DEFAULT now() NOT NULL
+    last_seen timestamp with time zone DEFAULT now() NOT NULL,
+    target text NOT NULL
 );
 
 CREATE SEQUENCE public.builders_builder_id_seq
@@ -892,12 +919,12 @@ CREATE TABLE public.builds (
     build_id bigint NOT NULL,
     package text NOT NULL,
     version text NOT NULL,
-    abi_tag text NOT NULL,
     builder_id integer NOT NULL,
     status text DEFAULT 'building'::text NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
     duration double precision,
+    target text NOT NULL,
     CONSTRAINT builds_status_check CHECK ((status = ANY (ARRAY['building'::text, 'success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'infrastructure'::text, 'abandoned'::text, 'not-for-python'::text])))
 );
 
@@ -975,6 +1002,7 @@ CREATE TABLE public.files (
     metadata_sha256 text,
     alias_of text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    alias_note text,
     CONSTRAINT files_sha256_check CHECK ((sha256 ~ '^[0-9a-f]{64}$'::text))
 );
 
@@ -1018,14 +1046,14 @@ CREATE TABLE public.project_downloads_daily (
 CREATE TABLE public.queue (
     package text NOT NULL,
     version text NOT NULL,
-    abi_tag text NOT NULL,
     released timestamp with time zone NOT NULL,
     priority integer DEFAULT 0 NOT NULL,
     not_before timestamp with time zone,
     attempts integer DEFAULT 0 NOT NULL,
     build_id bigint,
     lease_expires timestamp with time zone,
-    queued_at timestamp with time zone DEFAULT now() NOT NULL
+    queued_at timestamp with time zone DEFAULT now() NOT NULL,
+    target text NOT NULL
 );
 
 CREATE TABLE public.schema_version (
@@ -1037,6 +1065,29 @@ CREATE TABLE public.schema_version (
 CREATE TABLE public.settings (
     key text NOT NULL,
     value text NOT NULL
+);
+
+CREATE TABLE public.target_skips (
+    package text NOT NULL,
+    version text NOT NULL,
+    target text NOT NULL,
+    reason text NOT NULL,
+    note text,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT target_skips_reason_check CHECK ((reason = ANY (ARRAY['too-many-failures'::text, 'admin'::text])))
+);
+
+CREATE TABLE public.targets (
+    target text NOT NULL,
+    abi_tag text NOT NULL,
+    platform_tag text NOT NULL,
+    py_major integer NOT NULL,
+    py_minor integer NOT NULL,
+    active boolean DEFAULT true NOT NULL,
+    added_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT targets_abi_tag_check CHECK ((abi_tag ~ '^[a-z]+\d+[a-z]*$'::text)),
+    CONSTRAINT targets_check CHECK ((target = ((abi_tag || '-'::text) || platform_tag))),
+    CONSTRAINT targets_platform_tag_check CHECK ((platform_tag ~ '^[a-z0-9_]+$'::text))
 );
 
 CREATE TABLE public.upstream_files (
@@ -1073,59 +1124,62 @@ CREATE TABLE public.versions (
 CREATE VIEW public.wanted_builds AS
  SELECT v.package,
     v.version,
-    a.abi_tag,
+    a.target,
     v.released
    FROM (((((public.versions v
      JOIN public.packages p ON ((p.package = v.package)))
      LEFT JOIN ( SELECT b.package,
             b.version,
-            array_agg(DISTINCT b.abi_tag) AS abis
+            array_agg(DISTINCT b.target) AS targets
            FROM public.builds b
           WHERE (b.status = ANY (ARRAY['success'::text, 'failed'::text, 'timeout'::text, 'out-of-memory'::text, 'missing-build-dependency'::text, 'not-for-python'::text]))
           GROUP BY b.package, b.version) fin ON (((fin.package = v.package) AND (fin.version = v.version))))
      LEFT JOIN ( SELECT s.package,
             s.version,
-            array_agg(s.abi_tag) AS abis
-           FROM public.abi_skips s
+            array_agg(s.target) AS targets
+           FROM public.target_skips s
           GROUP BY s.package, s.version) sk ON (((sk.package = v.package) AND (sk.version = v.version))))
      LEFT JOIN ( SELECT f.package,
             f.version,
             bool_or((f.abi_tag = 'none'::text)) AS pure,
-            min(public.tag_pyver(f.python_tag)) FILTER (WHERE (f.abi_tag = 'abi3'::text)) AS abi3_from
-           FROM public.files f
-          WHERE (f.abi_tag = ANY (ARRAY['none'::text, 'abi3'::text]))
+            jsonb_object_agg(f.platform_tag, f.pyver) FILTER (WHERE (f.abi_tag = 'abi3'::text)) AS abi3_from
+           FROM ( SELECT ff.package,
+                    ff.version,
+                    ff.abi_tag,
+                    ff.platform_tag,
+                    min(public.tag_pyver(ff.python_tag)) AS pyver
+                   FROM public.files ff
+                  WHERE (ff.abi_tag = ANY (ARRAY['none'::text, 'abi3'::text]))
+                  GROUP BY ff.package, ff.version, ff.abi_tag, ff.platform_tag) f
           GROUP BY f.package, f.version) cov ON (((cov.package = v.package) AND (cov.version = v.version))))
-     CROSS JOIN ( SELECT x.abi_tag,
+     CROSS JOIN ( SELECT x.target,
+            x.platform_tag,
             x.py_major,
             x.py_minor,
             COALESCE(bit_or(x."bit") OVER w, (0)::bigint) AS lower_bits,
             COALESCE(bool_or((x."bit" IS NULL)) OVER w, false) AS lower_other
-           FROM ( SELECT ab.abi_tag,
-                    ab.py_major,
-                    ab.py_minor,
-                    ab.active,
-                    ab.added_at,
-                    public.python_bit(ab.py_major, ab.py_minor) AS "bit"
-                   FROM public.abis ab
-                  WHERE ab.active) x
-          WINDOW w AS (ORDER BY x.py_major, x.py_minor, x.abi_tag ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) a)
-  WHERE ((NOT v.deleted) AND (v.skip_reason IS NULL) AND (NOT p.deleted) AND (p.skip_reason IS NULL) AND (NOT public.python_excludes(v.python_excluded, a.py_major, a.py_minor)) AND (((NOT a.lower_other) AND ((a.lower_bits & (~ COALESCE(v.python_excluded, (0)::bigint))) = 0)) OR (NOT (COALESCE(fin.abis, '{}'::text[]) <@ ARRAY[a.abi_tag])) OR (NOT (COALESCE(sk.abis, '{}'::text[]) <@ ARRAY[a.abi_tag]))) AND (NOT (a.abi_tag = ANY (COALESCE(fin.abis, '{}'::text[])))) AND (NOT (a.abi_tag = ANY (COALESCE(sk.abis, '{}'::text[])))) AND (NOT COALESCE(cov.pure, false)) AND (NOT COALESCE((cov.abi3_from <= ((a.py_major * 100) + a.py_minor)), false)));
+           FROM ( SELECT t.target,
+                    t.abi_tag,
+                    t.platform_tag,
+                    t.py_major,
+                    t.py_minor,
+                    t.active,
+                    t.added_at,
+                    public.python_bit(t.py_major, t.py_minor) AS "bit"
+                   FROM public.targets t
+                  WHERE t.active) x
+          WINDOW w AS (ORDER BY x.py_major, x.py_minor, x.platform_tag ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) a)
+  WHERE ((NOT v.deleted) AND (v.skip_reason IS NULL) AND (NOT p.deleted) AND (p.skip_reason IS NULL) AND (NOT public.python_excludes(v.python_excluded, a.py_major, a.py_minor)) AND (((NOT a.lower_other) AND ((a.lower_bits & (~ COALESCE(v.python_excluded, (0)::bigint))) = 0)) OR (NOT (COALESCE(fin.targets, '{}'::text[]) <@ ARRAY[a.target])) OR (NOT (COALESCE(sk.targets, '{}'::text[]) <@ ARRAY[a.target]))) AND (NOT (a.target = ANY (COALESCE(fin.targets, '{}'::text[])))) AND (NOT (a.target = ANY (COALESCE(sk.targets, '{}'::text[])))) AND (NOT COALESCE(cov.pure, false)) AND (NOT COALESCE((((cov.abi3_from ->> a.platform_tag))::integer <= ((a.py_major * 100) + a.py_minor)), false)));
 
 ALTER TABLE ONLY public.builders ALTER COLUMN builder_id SET DEFAULT nextval('public.builders_builder_id_seq'::regclass);
 
 ALTER TABLE ONLY public.builds ALTER COLUMN build_id SET DEFAULT nextval('public.builds_build_id_seq'::regclass);
 
-ALTER TABLE ONLY public.abi_skips
-    ADD CONSTRAINT abi_skips_pkey PRIMARY KEY (package, version, abi_tag);
-
-ALTER TABLE ONLY public.abis
-    ADD CONSTRAINT abis_pkey PRIMARY KEY (abi_tag);
-
 ALTER TABLE ONLY public.build_logs
     ADD CONSTRAINT build_logs_pkey PRIMARY KEY (build_id);
 
 ALTER TABLE ONLY public.builders
-    ADD CONSTRAINT builders_name_abi_tag_key UNIQUE (name, abi_tag);
+    ADD CONSTRAINT builders_name_target_key UNIQUE (name, target);
 
 ALTER TABLE ONLY public.builders
     ADD CONSTRAINT builders_pkey PRIMARY KEY (builder_id);
@@ -1170,13 +1224,22 @@ ALTER TABLE ONLY public.project_downloads
     ADD CONSTRAINT project_downloads_pkey PRIMARY KEY (package);
 
 ALTER TABLE ONLY public.queue
-    ADD CONSTRAINT queue_pkey PRIMARY KEY (package, version, abi_tag);
+    ADD CONSTRAINT queue_pkey PRIMARY KEY (package, version, target);
 
 ALTER TABLE ONLY public.schema_version
     ADD CONSTRAINT schema_version_pkey PRIMARY KEY (version);
 
 ALTER TABLE ONLY public.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY public.target_skips
+    ADD CONSTRAINT target_skips_pkey PRIMARY KEY (package, version, target);
+
+ALTER TABLE ONLY public.targets
+    ADD CONSTRAINT targets_abi_tag_platform_tag_key UNIQUE (abi_tag, platform_tag);
+
+ALTER TABLE ONLY public.targets
+    ADD CONSTRAINT targets_pkey PRIMARY KEY (target);
 
 ALTER TABLE ONLY public.upstream_files
     ADD CONSTRAINT upstream_files_pkey PRIMARY KEY (filename);
@@ -1186,7 +1249,7 @@ ALTER TABLE ONLY public.versions
 
 CREATE INDEX builds_builder ON public.builds USING btree (builder_id);
 
-CREATE INDEX builds_version ON public.builds USING btree (package, version, abi_tag);
+CREATE INDEX builds_version ON public.builds USING btree (package, version, target);
 
 CREATE INDEX files_alias ON public.files USING btree (alias_of) WHERE (alias_of IS NOT NULL);
 
@@ -1208,32 +1271,26 @@ CREATE UNIQUE INDEX queue_build ON public.queue USING btree (build_id) WHERE (bu
 
 CREATE INDEX queue_leases ON public.queue USING btree (lease_expires) WHERE (build_id IS NOT NULL);
 
-CREATE INDEX queue_next ON public.queue USING btree (abi_tag, priority DESC, released DESC) WHERE (build_id IS NULL);
+CREATE INDEX queue_next ON public.queue USING btree (target, priority DESC, released DESC) WHERE (build_id IS NULL);
 
 CREATE INDEX upstream_files_version ON public.upstream_files USING btree (package, version);
 
 CREATE INDEX versions_python_pending ON public.versions USING btree (package, version) WHERE (python_excluded IS NULL);
 
-ALTER TABLE ONLY public.abi_skips
-    ADD CONSTRAINT abi_skips_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
-
-ALTER TABLE ONLY public.abi_skips
-    ADD CONSTRAINT abi_skips_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
-
 ALTER TABLE ONLY public.build_logs
     ADD CONSTRAINT build_logs_build_id_fkey FOREIGN KEY (build_id) REFERENCES public.builds(build_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.builders
-    ADD CONSTRAINT builders_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
-
-ALTER TABLE ONLY public.builds
-    ADD CONSTRAINT builds_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
+    ADD CONSTRAINT builders_target_fkey FOREIGN KEY (target) REFERENCES public.targets(target);
 
 ALTER TABLE ONLY public.builds
     ADD CONSTRAINT builds_builder_id_fkey FOREIGN KEY (builder_id) REFERENCES public.builders(builder_id);
 
 ALTER TABLE ONLY public.builds
     ADD CONSTRAINT builds_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.builds
+    ADD CONSTRAINT builds_target_fkey FOREIGN KEY (target) REFERENCES public.targets(target);
 
 ALTER TABLE ONLY public.dependencies
     ADD CONSTRAINT dependencies_filename_fkey FOREIGN KEY (filename) REFERENCES public.files(filename) ON DELETE CASCADE;
@@ -1251,13 +1308,19 @@ ALTER TABLE ONLY public.package_names
     ADD CONSTRAINT package_names_package_fkey FOREIGN KEY (package) REFERENCES public.packages(package) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.queue
-    ADD CONSTRAINT queue_abi_tag_fkey FOREIGN KEY (abi_tag) REFERENCES public.abis(abi_tag);
-
-ALTER TABLE ONLY public.queue
     ADD CONSTRAINT queue_build_id_fkey FOREIGN KEY (build_id) REFERENCES public.builds(build_id) ON DELETE SET NULL;
 
 ALTER TABLE ONLY public.queue
     ADD CONSTRAINT queue_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.queue
+    ADD CONSTRAINT queue_target_fkey FOREIGN KEY (target) REFERENCES public.targets(target);
+
+ALTER TABLE ONLY public.target_skips
+    ADD CONSTRAINT target_skips_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.target_skips
+    ADD CONSTRAINT target_skips_target_fkey FOREIGN KEY (target) REFERENCES public.targets(target);
 
 ALTER TABLE ONLY public.upstream_files
     ADD CONSTRAINT upstream_files_package_version_fkey FOREIGN KEY (package, version) REFERENCES public.versions(package, version) ON DELETE CASCADE;
@@ -1346,34 +1409,31 @@ REVOKE ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_pl
 GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_master;
 GRANT ALL ON FUNCTION public.register_builder(p_name text, p_abi_tag text, p_platform_tag text, p_python text, p_os_release text) TO piwheels_builder;
 
-REVOKE ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_abi_tag text, p_priority integer) TO piwheels_master;
+REVOKE ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_target text, p_priority integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.requeue_version(p_package text, p_version text, p_target text, p_priority integer) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.set_setting(p_key text, p_value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.set_setting(p_key text, p_value text) TO piwheels_master;
 
-REVOKE ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_abi_tag text, p_note text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_abi_tag text, p_note text) TO piwheels_master;
+REVOKE ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_target text, p_note text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.skip_version(p_package text, p_version text, p_target text, p_note text) TO piwheels_master;
 
 GRANT ALL ON FUNCTION public.tag_pyver(tag text) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) TO piwheels_master;
 
-REVOKE ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_abi_tag text) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_abi_tag text) TO piwheels_master;
+GRANT ALL ON FUNCTION public.targets_named(p_name text) TO piwheels_master;
+GRANT ALL ON FUNCTION public.targets_named(p_name text) TO piwheels_web;
+
+REVOKE ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_target text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.unskip_version(p_package text, p_version text, p_target text) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.write_upstream_files(p_stale text[], p_filenames text[], p_packages text[], p_versions text[], p_kinds text[], p_urls text[], p_sha256 text[], p_sizes bigint[], p_requires_python text[], p_upload_times timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[]) TO piwheels_master;
 
 REVOKE ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[], p_requires_python text[], p_python_excluded bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.write_versions(p_packages text[], p_versions text[], p_released timestamp with time zone[], p_yanked boolean[], p_yanked_reasons text[], p_prerelease boolean[], p_deleted boolean[], p_skip_reasons text[], p_requires_python text[], p_python_excluded bigint[]) TO piwheels_master;
-
-GRANT ALL ON TABLE public.abi_skips TO piwheels_master;
-GRANT SELECT ON TABLE public.abi_skips TO piwheels_web;
-
-GRANT ALL ON TABLE public.abis TO piwheels_master;
-GRANT SELECT ON TABLE public.abis TO piwheels_web;
 
 GRANT ALL ON TABLE public.build_logs TO piwheels_master;
 GRANT SELECT ON TABLE public.build_logs TO piwheels_web;
@@ -1433,11 +1493,14 @@ GRANT ALL ON TABLE public.schema_version TO piwheels_master;
 
 GRANT ALL ON TABLE public.settings TO piwheels_master;
 
+GRANT ALL ON TABLE public.target_skips TO piwheels_master;
+GRANT SELECT ON TABLE public.target_skips TO piwheels_web;
+
+GRANT ALL ON TABLE public.targets TO piwheels_master;
+GRANT SELECT ON TABLE public.targets TO piwheels_web;
+
 GRANT ALL ON TABLE public.upstream_files TO piwheels_master;
 GRANT SELECT ON TABLE public.upstream_files TO piwheels_web;
 
 GRANT ALL ON TABLE public.versions TO piwheels_master;
 GRANT SELECT ON TABLE public.versions TO piwheels_web;
-
-GRANT ALL ON TABLE public.wanted_builds TO piwheels_master;
-GRANT SELECT ON TABLE public.wanted_builds TO piwheels_web;

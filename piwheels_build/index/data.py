@@ -52,13 +52,19 @@ def gunzip_capped(data: bytes, limit: int = LOG_LIMIT) -> bytes:
     return out
 
 
-def _covers(f: Any, abi_tag: str, pyver: tuple[int, int]) -> bool:
-    """Whether a wheel installs on an ABI: its own, any for 'none', cp3Y >= cp3X for abi3."""
-    if f.abi_tag in (abi_tag, "none"):
+def _covers(f: Any, target: Any) -> bool:
+    """Whether a wheel installs on a build target (a ``targets`` row): a pure wheel on
+    every one; else only on the target's platform, for its own ABI, or as abi3 built
+    for cp3X on cp3Y >= cp3X (migration 0010's rules)."""
+    if f.abi_tag == "none":
+        return True
+    if target.platform_tag not in f.platform_tag.split("."):
+        return False
+    if f.abi_tag == target.abi_tag:
         return True
     if f.abi_tag == "abi3":
         built = abi_version(f.python_tag)
-        return built is not None and built <= pyver
+        return built is not None and built <= (target.py_major, target.py_minor)
     return False
 
 
@@ -75,20 +81,21 @@ Q_BATCH = {
     "versions": "SELECT package, version, released, yanked, yanked_reason, prerelease, deleted,"
                 " skip_reason, skip_note, requires_python, python_excluded FROM versions"
                 " WHERE package = ANY(%s)",
-    "builds": "SELECT b.build_id, b.package, b.version, b.abi_tag, b.status, b.started_at,"
+    "builds": "SELECT b.build_id, b.package, b.version, b.target, b.status, b.started_at,"
               " b.finished_at, b.duration, bu.name AS builder,"
               " EXISTS (SELECT 1 FROM build_logs l WHERE l.build_id = b.build_id) AS has_log"
               " FROM builds b JOIN builders bu ON bu.builder_id = b.builder_id"
               " WHERE b.package = ANY(%s) ORDER BY b.build_id",
     "files": "SELECT filename, build_id, package, version, python_tag, abi_tag, platform_tag,"
-             " size, sha256, requires_python, metadata_sha256, alias_of, created_at"
+             " size, sha256, requires_python, metadata_sha256, alias_of, alias_note,"
+             " created_at"
              " FROM files WHERE package = ANY(%s) ORDER BY package, filename",
     "deps": "SELECT d.filename, d.tool, d.dependency FROM dependencies d"
             " JOIN files f ON f.filename = d.filename WHERE f.package = ANY(%s)"
             " ORDER BY d.filename, d.tool, d.dependency",
-    "queue": "SELECT package, version, abi_tag, attempts, build_id, not_before FROM queue"
+    "queue": "SELECT package, version, target, attempts, build_id, not_before FROM queue"
              " WHERE package = ANY(%s)",
-    "skips": "SELECT package, version, abi_tag, reason, note FROM abi_skips"
+    "skips": "SELECT package, version, target, reason, note FROM target_skips"
              " WHERE package = ANY(%s)",
 }
 
@@ -133,8 +140,8 @@ class Batch:
         self.deps: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         for r in rows["deps"]:
             self.deps[r.filename][r.tool].append(r.dependency)
-        self.queue = {(r.package, r.version, r.abi_tag): r for r in rows["queue"]}
-        self.skips = {(r.package, r.version, r.abi_tag): r for r in rows["skips"]}
+        self.queue = {(r.package, r.version, r.target): r for r in rows["queue"]}
+        self.skips = {(r.package, r.version, r.target): r for r in rows["skips"]}
         self.downloads = project_counts(cur, packages)
         self.file_downloads = file_counts(cur, packages)
 
@@ -174,6 +181,7 @@ def _file_entry(f: Any, batch: Batch, builds: dict[int, Any]) -> dict[str, Any]:
         "platform_tag": f.platform_tag,
         "requires_python": f.requires_python,
         "alias_of": f.alias_of,
+        "alias_note": f.alias_note,  # why it has no alias (an armv7l wheel with v7 code)
         "uploaded": iso_time(f.created_at),
         "build_id": f.build_id,
         "builder": b.builder if b else None,
@@ -192,21 +200,25 @@ def _build_entry(b: Any | None) -> dict[str, Any] | None:
             "log": f"../../logs/{b.build_id}.txt" if b.has_log else None}
 
 
-def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any],
-              builds: list[Any], batch: Batch, skip: str | None,
-              requires_python: tuple[str | None, int | None] = (None, None)) -> dict[str, Any]:
-    """Status of one version on one ABI: built, building, queued, skipped, failed, ...,
-    or not-for-python (its sdist's ``requires_python`` (specifier, mask) rules the ABI's
-    Python out: never queued, no failure; or a build found it in the sdist's PKG-INFO)."""
-    package, version, abi = key
-    covering = [f.filename for f in files if _covers(f, abi, pyver)]
+def _target_cell(package: str, version: str, target: Any, files: list[Any],
+                 builds: list[Any], batch: Batch, skip: str | None,
+                 requires_python: tuple[str | None, int | None] = (None, None)
+                 ) -> dict[str, Any]:
+    """Status of one version on one build target (a ``targets`` row): built, building,
+    queued, skipped, failed, ..., or not-for-python (its sdist's ``requires_python``
+    (specifier, mask) rules the target's Python out: never queued, no failure; or a
+    build found it in the sdist's PKG-INFO)."""
+    key = (package, version, target.target)
+    pyver = (target.py_major, target.py_minor)
+    covering = [f.filename for f in files if _covers(f, target)]
     finished = [b for b in builds if b.status not in ("building", "abandoned")]
     last = finished[-1] if finished else (builds[-1] if builds else None)
     q, s = batch.queue.get(key), batch.skips.get(key)
     note = None
     spec, mask = requires_python
     python = f"{pyver[0]}.{pyver[1]}"
-    own = any(f.abi_tag == abi for f in files)
+    own = any(f.abi_tag == target.abi_tag and target.platform_tag in f.platform_tag.split(".")
+              for f in files)
     if excludes(mask, *pyver) and q is None and not own:
         # A pure or abi3 wheel "covers" it by its tags, but pip on this Python skips it.
         status, note = "not-for-python", f"Requires-Python {spec}"
@@ -231,11 +243,12 @@ def _abi_cell(key: tuple[str, str, str], pyver: tuple[int, int], files: list[Any
         status, note = "skipped", skip
     else:
         status = "pending"
-    return {"abi": abi, "python": python, "status": status, "note": note, "files": covering,
+    return {"target": target.target, "abi": target.abi_tag, "platform": target.platform_tag,
+            "python": python, "status": status, "note": note, "files": covering,
             "build": _build_entry(last)}
 
 
-def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
+def project_data(package: str, batch: Batch, targets: list[Any]) -> dict[str, Any]:
     """Everything the project page shows, as plain data (also published as JSON)."""
     info = batch.packages[package]
     builds = batch.builds.get(package, [])
@@ -250,12 +263,12 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
         skip = info.skip_reason or v.skip_reason
         if skip and v.skip_note and not info.skip_reason:
             skip = f"{skip}: {v.skip_note}"
-        per_abi = group_by(builds_of.get(v.version, []), "abi_tag")
-        cells = [_abi_cell((package, v.version, a.abi_tag), (a.py_major, a.py_minor), vfiles,
-                           per_abi.get(a.abi_tag, []), batch, skip,
-                           (v.requires_python, v.python_excluded)) for a in abis]
+        per_target = group_by(builds_of.get(v.version, []), "target")
+        cells = [_target_cell(package, v.version, t, vfiles, per_target.get(t.target, []),
+                              batch, skip, (v.requires_python, v.python_excluded))
+                 for t in targets]
         for cell in cells:
-            if cell["build"] is None and cell["files"]:  # covered by another ABI's wheel
+            if cell["build"] is None and cell["files"]:  # covered by another target's wheel
                 f = next(f for f in vfiles if f.filename == cell["files"][0])
                 cell["build"] = _build_entry(by_id.get(f.build_id))
         out.append({
@@ -263,12 +276,12 @@ def project_data(package: str, batch: Batch, abis: list[Any]) -> dict[str, Any]:
             "yanked": v.yanked, "yanked_reason": v.yanked_reason, "deleted": v.deleted,
             "skip_reason": v.skip_reason, "skip_note": v.skip_note,
             "requires_python": v.requires_python,
-            "requires_python_invalid": not is_valid(v.requires_python), "abis": cells,
+            "requires_python_invalid": not is_valid(v.requires_python), "targets": cells,
             "files": [_file_entry(f, batch, by_id) for f in vfiles],
         })
     return {"name": package, "display_name": info.display_name,
             "skip_reason": info.skip_reason, "deleted": info.deleted,
-            "abis": [a.abi_tag for a in abis], "versions": out,
+            "targets": [t.target for t in targets], "versions": out,
             # counted from the access logs (downloads/); refreshed daily on the page
             "downloads": batch.downloads.get(package, {"last_30_days": 0, "all_time": 0})}
 
@@ -279,7 +292,8 @@ def collect_stats(cur: Any) -> dict[str, Any]:
     files = s["files"]
     attempted, built = s["attempted"], files["versions"]
     by_status = {b["status"]: b["count"] for b in s["builds"]}
-    not_for = {r["abi"]: r["versions"] for r in s.get("not_for_python", [])}
+    not_for = {r["target"]: r["versions"] for r in s.get("not_for_python", [])}
+    per_target = {r["target"]: r for r in s.get("targets", [])}
     return {
         "generated": iso_time(datetime.now(UTC)),
         "packages": {"known": s["packages"]["total"], "with_files": files["packages"]},
@@ -291,15 +305,21 @@ def collect_stats(cur: Any) -> dict[str, Any]:
         "files": {"count": files["count"], "wheels": files["wheels"],
                   "aliases": files["count"] - files["wheels"], "disk_used": int(files["bytes"])},
         "builders": [
-            {"name": b["name"], "abi": b["abi"], "platform": b["platform"],
+            {"name": b["name"], "target": b["target"], "abi": b["abi"],
+             "platform": b["platform"],
              "last_seen": iso_time(b["last_seen"]), "builds": b["builds"],
              "successes": b["successes"], "build_time": round(float(b["seconds"]), 1)}
             for b in s["builders"]
         ],
-        # not_for_python: versions whose Requires-Python rules the ABI out (never queued)
-        "queue": [{"abi": q["abi"], "active": q["active"], "queued": q["queued"],
+        # Per build target, ordered numerically; not_for_python: versions whose
+        # Requires-Python rules the target's Python out (never queued); attempted and
+        # built: versions with a final build on the target, and with a wheel from it.
+        "queue": [{"target": q["target"], "abi": q["abi"], "platform": q["platform"],
+                   "active": q["active"], "queued": q["queued"],
                    "building": q["building"], "waiting_retry": q["waiting_retry"],
-                   "not_for_python": not_for.get(q["abi"], 0)}
+                   "not_for_python": not_for.get(q["target"], 0),
+                   "attempted": per_target.get(q["target"], {}).get("attempted", 0),
+                   "built": per_target.get(q["target"], {}).get("built", 0)}
                   for q in s["queue"]],
         "downloads": farm_downloads(cur),
     }

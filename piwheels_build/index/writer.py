@@ -102,7 +102,7 @@ class _Writer:
         self.root_interval = root_interval
         self.simple, self.project, self.logs = www / "simple", www / "project", www / "logs"
         self.summary = IndexSummary()
-        self.abis: list[Any] = []
+        self.targets: list[Any] = []
         self.touched: list[Path] = []  # paths written or removed since the last commit
 
     def put(self, path: Path, data: bytes) -> None:
@@ -120,9 +120,9 @@ class _Writer:
 
     def run(self, full: bool) -> None:
         with self.cursor() as cur:
-            cur.execute("SELECT abi_tag, py_major, py_minor, active FROM abis"
-                        " ORDER BY py_major, py_minor, abi_tag")
-            self.abis = cur.fetchall()
+            cur.execute("SELECT target, abi_tag, platform_tag, py_major, py_minor, active"
+                        " FROM targets ORDER BY py_major, py_minor, platform_tag")
+            self.targets = cur.fetchall()
             # A dead builder's build shows as abandoned now, not at the next claim;
             # its package, marked dirty, is written by this run (migration 0007).
             queue.expire_leases(self.conn)
@@ -220,7 +220,7 @@ class _Writer:
             self.remove(d / "index.html")
             self.remove(d / "index.json")
             return
-        data = project_data(package, batch, self.abis)
+        data = project_data(package, batch, self.targets)
         self.put(d / "index.json", json_bytes(data))
         self.put(d / "index.html", project_html(data).encode())
         self.summary.projects_written += 1

@@ -182,22 +182,22 @@ def test_services_run_unprivileged(master, name, unit):
 
 # -- what the wave built ---------------------------------------------------------------
 
-def test_builders_registered_both_abis(master):
-    rows = _sql(master, "SELECT name, abi_tag FROM builders ORDER BY 1")
-    assert rows == [["pwb1", "cp311"], ["pwt1", "cp313"]]
+def test_builders_registered_both_targets(master):
+    rows = _sql(master, "SELECT name, target FROM builders ORDER BY 1")
+    assert rows == [["pwb1", "cp311-linux_x86_64"], ["pwt1", "cp313-linux_x86_64"]]
 
 
 def test_pure_wheel_built_once(master):
-    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetpure'")
-    assert rows == [["cp311", "success"]]
+    rows = _sql(master, "SELECT target, status FROM builds WHERE package = 'fleetpure'")
+    assert rows == [["cp311-linux_x86_64", "success"]]
     files = master.check_output(f"ls {STORE}/fleetpure").split()
     assert [f for f in files if f.endswith(".whl")] == ["fleetpure-1.0-py3-none-any.whl"]
 
 
-def test_c_extension_built_for_both_abis(master):
-    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetcext'"
+def test_c_extension_built_for_both_targets(master):
+    rows = _sql(master, "SELECT target, status FROM builds WHERE package = 'fleetcext'"
                         " ORDER BY 1")
-    assert rows == [["cp311", "success"], ["cp313", "success"]]
+    assert rows == [["cp311-linux_x86_64", "success"], ["cp313-linux_x86_64", "success"]]
     files = master.check_output(f"ls {STORE}/fleetcext").split()
     wheels = sorted(f for f in files if f.endswith(".whl"))
     assert [w.split("-")[2:4] for w in wheels] == [["cp311", "cp311"], ["cp313", "cp313"]]
@@ -205,8 +205,8 @@ def test_c_extension_built_for_both_abis(master):
 
 
 def test_abi3_wheel_covers_the_newer_abi(master):
-    rows = _sql(master, "SELECT abi_tag, status FROM builds WHERE package = 'fleetabi3'")
-    assert rows == [["cp311", "success"]]
+    rows = _sql(master, "SELECT target, status FROM builds WHERE package = 'fleetabi3'")
+    assert rows == [["cp311-linux_x86_64", "success"]]
 
 
 def test_nothing_left_in_the_queue(master):
