@@ -51,7 +51,7 @@ def test_initdb_then_status(tmp_path, pg_cluster):
     assert status.returncode == 0
     assert json.loads(status.stdout)["packages"]["total"] == 0
     queue = piwheels("queue", config=cfg)
-    assert queue.returncode == 0 and "no active ABI" in queue.stdout
+    assert queue.returncode == 0 and "no active build target" in queue.stdout
 
 
 def test_bad_package_name_writes_nothing(tmp_path, dsn):
@@ -80,25 +80,26 @@ def test_skip_and_rebuild(tmp_path, dsn, conn):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'database = "{dsn}"\n')
     out = piwheels("rebuild", "Foo==1.0", "--priority", "5", config=cfg)
-    assert out.returncode == 0 and "queued for cp311" in out.stdout, out.stderr
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert out.returncode == 0 and "queued for cp311-linux_armv7l" in out.stdout, out.stderr
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l")}
     out = piwheels("skip", "foo==1.0", "--note", "breaks the builder", config=cfg)
     assert out.returncode == 0 and "skipped" in out.stdout
     assert queued(conn) == set()
     assert piwheels("skip", "foo==1.0", "--undo", config=cfg).returncode == 0
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l")}
     _one_line_error(piwheels("rebuild", "foo", config=cfg), "NAME==VERSION")
     _one_line_error(piwheels("skip", "nosuch==1", config=cfg), "nosuch")
 
 
-def test_status_shows_an_active_abi_with_an_empty_queue(tmp_path, dsn, conn):
+def test_status_shows_an_active_target_with_an_empty_queue(tmp_path, dsn, conn):
     from helpers.queue_helpers import register
 
     register(conn, "cp311")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'database = "{dsn}"\n')
     state = json.loads(piwheels("status", "--json", config=cfg).stdout)
-    assert state["queue"] == {"cp311": {"ready": 0, "building": 0, "waiting_retry": 0}}
+    assert state["queue"] == {"cp311-linux_armv7l": {"ready": 0, "building": 0,
+                                                    "waiting_retry": 0}}
 
 
 def test_index_watch_polls_for_finished_builds(tmp_path, dsn, conn):

@@ -85,7 +85,7 @@ def wave(tmp_path_factory, pg_cluster, pythons, setuptools_wheel):
 
 
 def test_pure_wheel_built_once(wave):
-    rows = query(wave["dsn"], "SELECT f.filename, b.abi_tag FROM files f JOIN builds b "
+    rows = query(wave["dsn"], "SELECT f.filename, b.target FROM files f JOIN builds b "
                   "USING (build_id) WHERE f.package = 'purepkg' AND f.version = '1.0'")
     assert len(rows) == 1 and rows[0][0] == "purepkg-1.0-py3-none-any.whl"
     builds = query(wave["dsn"], "SELECT count(*) FROM builds WHERE package = 'purepkg' "
@@ -97,6 +97,9 @@ def test_c_extension_built_for_both_abis(wave):
     abis = {p.abi_tag for p in wave["pythons"]}
     rows = query(wave["dsn"], "SELECT abi_tag FROM files WHERE package = 'cext'")
     assert {r[0] for r in rows} == abis
+    built = query(wave["dsn"], "SELECT target FROM builds WHERE package = 'cext'"
+                  " AND status = 'success'")
+    assert sorted(r[0] for r in built) == sorted(p.target for p in wave["pythons"])
     for abi in abis:
         wheel = wave["farm"].www / "simple" / "cext" / \
             f"cext-1.0-{abi}-{abi}-{wave['pythons'][0].platform_tag}.whl"
@@ -126,17 +129,18 @@ def test_requirements_recorded_as_dependencies(wave):
 def test_build_requirements_fetched_once_per_interpreter(wave):
     """Builds of one interpreter asking for the same build requirements reuse the first
     fetch (the pip process it saves costs as much as building a small pure package)."""
-    rows = query(wave["dsn"], "SELECT b.abi_tag, l.log FROM builds b JOIN build_logs l"
+    rows = query(wave["dsn"], "SELECT b.target, l.log FROM builds b JOIN build_logs l"
                  " USING (build_id) WHERE b.status = 'success' ORDER BY b.build_id")
-    per_abi: dict[str, list[str]] = {}
-    for abi, log in rows:
-        per_abi.setdefault(abi, []).append(gzip.decompress(bytes(log)).decode())
-    for abi, logs in per_abi.items():
+    per_target: dict[str, list[str]] = {}
+    for target, log in rows:
+        per_target.setdefault(target, []).append(gzip.decompress(bytes(log)).decode())
+    assert set(per_target) <= {p.target for p in wave["pythons"]}
+    for target, logs in per_target.items():
         fetched = sum("== fetch build requirements" in t for t in logs)
         reused = sum("the wheels fetched for an earlier build, sha256 checked" in t
                      for t in logs)
-        assert fetched >= 1 and fetched + reused == len(logs), abi
-    busiest = max(per_abi.values(), key=len)
+        assert fetched >= 1 and fetched + reused == len(logs), target
+    busiest = max(per_target.values(), key=len)
     assert len(busiest) >= 3
     assert sum("fetched for an earlier build" in t for t in busiest) >= 1
 
@@ -175,6 +179,13 @@ def test_no_armv6l_alias_for_code_that_is_not_armv6(wave):
         assert "linux_armv6l.whl: cext/_speed" in text
         assert "is not 32-bit ARM code, which an ARMv6 Raspberry Pi (Pi 1, Zero) cannot run" \
             in text
+    # and its project page says so beside each wheel (files.alias_note, migration 0010)
+    page = json.loads((wave["farm"].www / "project" / "cext" / "index.json").read_text())
+    notes = [f["alias_note"] for v in page["versions"] for f in v["files"]]
+    assert len(notes) == 2
+    assert all(n.startswith("not published as ") and "cext/_speed" in n for n in notes), notes
+    html = (wave["farm"].www / "project" / "cext" / "index.html").read_text()
+    assert "not published as" in html and "ARMv6 Raspberry Pi" in html
 
 
 def test_odd_name_normalized(wave):

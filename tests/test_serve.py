@@ -260,14 +260,17 @@ def _publish(conn, www: Path, src: Path, metadata: bytes) -> None:
     meta_sha = store.put_metadata("tinypkg", WHEEL, metadata)
     data = src.read_bytes()
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES ('cp311', 3, 11)")
-        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python)"
-                    " VALUES ('pi', 'cp311', 'linux_armv7l', '3.11') RETURNING builder_id")
+        cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                    " VALUES ('cp311-linux_armv7l', 'cp311', 'linux_armv7l', 3, 11)")
+        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python)"
+                    " VALUES ('pi', 'cp311', 'linux_armv7l', 'cp311-linux_armv7l', '3.11')"
+                    " RETURNING builder_id")
         builder = cur.fetchone()[0]
         cur.execute("INSERT INTO packages (package, display_name) VALUES ('tinypkg', 'TinyPkg')")
         cur.execute("INSERT INTO versions (package, version) VALUES ('tinypkg', '1.0')")
-        cur.execute("INSERT INTO builds (package, version, abi_tag, builder_id, status)"
-                    " VALUES ('tinypkg', '1.0', 'cp311', %s, 'success') RETURNING build_id",
+        cur.execute("INSERT INTO builds (package, version, target, builder_id, status)"
+                    " VALUES ('tinypkg', '1.0', 'cp311-linux_armv7l', %s, 'success')"
+                    " RETURNING build_id",
                     (builder,))
         build = cur.fetchone()[0]
         cur.execute("INSERT INTO files (filename, build_id, package, version, python_tag,"

@@ -1423,6 +1423,7 @@ GRANT ALL ON FUNCTION public.tag_pyver(tag text) TO piwheels_master;
 REVOKE ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.take_dirty_batch(p_since timestamp with time zone, p_limit integer) TO piwheels_master;
 
+REVOKE ALL ON FUNCTION public.targets_named(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.targets_named(p_name text) TO piwheels_master;
 GRANT ALL ON FUNCTION public.targets_named(p_name text) TO piwheels_web;
 

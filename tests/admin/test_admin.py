@@ -25,21 +25,24 @@ def _count(conn, sql: str, *args) -> int:
     return n
 
 
-def test_skip_one_abi_then_unskip(conn, dsn):
+def test_skip_one_target_then_unskip(conn, dsn):
     register(conn, "cp311", "a")
     b13 = register(conn, "cp313", "b")
     add_version(conn, "foo", "1.0")
-    assert queueops.skip(dsn, "foo", "1.0", abi="cp313", note="x")["changed"] is True
-    assert _count(conn, "SELECT count(*) FROM abi_skips WHERE abi_tag = 'cp313'") == 1
-    assert queueops.skip(dsn, "foo", "1.0", abi="cp313")["changed"] is False
-    assert queueops.skip(dsn, "foo", "1.0", abi="cp313", state="absent")["changed"] is True
-    assert queueops.skip(dsn, "foo", "1.0", abi="cp313", state="absent")["changed"] is False
+    t13 = "cp313-linux_armv7l"
+    out = queueops.skip(dsn, "foo", "1.0", target=t13, note="x")
+    assert out["changed"] is True and out["target"] == t13
+    assert _count(conn, "SELECT count(*) FROM target_skips WHERE target = %s", t13) == 1
+    assert _count(conn, "SELECT count(*) FROM target_skips") == 1
+    assert queueops.skip(dsn, "foo", "1.0", target=t13)["changed"] is False
+    assert queueops.skip(dsn, "foo", "1.0", target=t13, state="absent")["changed"] is True
+    assert queueops.skip(dsn, "foo", "1.0", target=t13, state="absent")["changed"] is False
     assert b13
 
 
-def test_skip_for_an_abi_needs_a_version(dsn):
+def test_skip_for_a_target_needs_a_version(dsn):
     with pytest.raises(AdminError, match="needs a version"):
-        queueops.skip(dsn, "foo", abi="cp311")
+        queueops.skip(dsn, "foo", target="cp311-linux_armv7l")
 
 
 def test_skip_normalizes_names_and_versions(conn, dsn):
@@ -50,18 +53,19 @@ def test_skip_normalizes_names_and_versions(conn, dsn):
     assert queued(conn) == set()
 
 
-def test_requeue_on_one_abi_keeps_the_others(conn, dsn):
+def test_requeue_on_one_target_keeps_the_others(conn, dsn):
     b11 = register(conn, "cp311", "a")
     b13 = register(conn, "cp313", "b")
     add_version(conn, "foo", "1.0")
     finish(conn, claim(conn, b11)[0], "failed")
     finish(conn, claim(conn, b13)[0], "failed")
-    planned = queueops.requeue(dsn, "foo", "1.0", abi="cp313", check=True)
-    assert planned["changed"] is True and planned["queued"] == ["cp313"]
+    t13 = "cp313-linux_armv7l"
+    planned = queueops.requeue(dsn, "foo", "1.0", target=t13, check=True)
+    assert planned["changed"] is True and planned["queued"] == [t13]
     assert queued(conn) == set() and _count(conn, "SELECT count(*) FROM builds") == 2
-    done = queueops.requeue(dsn, "foo", "1.0", abi="cp313")
-    assert done["forgotten"] == 1 and done["queued"] == ["cp313"]
-    assert _count(conn, "SELECT count(*) FROM builds WHERE abi_tag = 'cp311'") == 1
+    done = queueops.requeue(dsn, "foo", "1.0", target=t13)
+    assert done["forgotten"] == 1 and done["queued"] == [t13]
+    assert _count(conn, "SELECT count(*) FROM builds WHERE target = 'cp311-linux_armv7l'") == 1
 
 
 def test_requeue_lifts_too_many_failures(conn, dsn):
@@ -72,7 +76,7 @@ def test_requeue_lifts_too_many_failures(conn, dsn):
         cur.execute("SELECT refresh_queue()")
     conn.commit()
     assert queued(conn) == set()
-    assert queueops.requeue(dsn, "foo", "1.0")["queued"] == ["cp311"]
+    assert queueops.requeue(dsn, "foo", "1.0")["queued"] == ["cp311-linux_armv7l"]
 
 
 def test_refresh_drops_rows_no_longer_wanted(conn, dsn):
@@ -82,7 +86,7 @@ def test_refresh_drops_rows_no_longer_wanted(conn, dsn):
         cur.execute("UPDATE versions SET skip_reason = 'admin'")  # behind the queue's back
     conn.commit()
     assert queueops.refresh(dsn, check=True) == {"changed": True, "added": 0, "dropped": 1}
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l")}
     assert queueops.refresh(dsn)["dropped"] == 1
     assert queued(conn) == set()
 

@@ -207,6 +207,8 @@ def test_db_fails_with_one_line_when_python_lacks_piwheels(tmp_path):
 
 # -- piwheels_queue -------------------------------------------------------------------
 
+T311 = "cp311-linux_armv7l"   # register()'s build target for cp311
+
 
 def test_queue_facts_refresh_skip_unskip(conn, dsn, tmp_path):
     register(conn, "cp311", "bookworm")
@@ -218,27 +220,28 @@ def test_queue_facts_refresh_skip_unskip(conn, dsn, tmp_path):
 
     facts = run_module("piwheels_queue", tmp_path, dsn=dsn)
     assert facts["changed"] is False
-    assert facts["queue"].get("cp311", {}).get("ready", 0) == 0
+    assert facts["queue"].get(T311, {}).get("ready", 0) == 0
     assert facts["status"]["builders"][0]["abi"] == "cp311"
+    assert facts["status"]["builders"][0]["target"] == T311
 
     assert run_module("piwheels_queue", tmp_path, check=True, dsn=dsn, op="refresh")["added"] == 2
     assert queued(conn) == set()
     refreshed = run_module("piwheels_queue", tmp_path, dsn=dsn, op="refresh")
     assert (refreshed["changed"], refreshed["added"]) == (True, 2)
-    assert refreshed["queue"]["cp311"]["ready"] == 2
+    assert refreshed["queue"][T311]["ready"] == 2
     assert run_module("piwheels_queue", tmp_path, dsn=dsn, op="refresh")["changed"] is False
 
     skip = dict(dsn=dsn, op="skip", package="Foo", version="2.0", note="hangs")
     assert run_module("piwheels_queue", tmp_path, check=True, **skip)["changed"] is True
-    assert ("foo", "2.0", "cp311") in queued(conn)
+    assert ("foo", "2.0", T311) in queued(conn)
     assert run_module("piwheels_queue", tmp_path, **skip)["changed"] is True
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert queued(conn) == {("foo", "1.0", T311)}
     assert run_module("piwheels_queue", tmp_path, **skip)["changed"] is False
 
     unskip = dict(skip, op="unskip")
     assert run_module("piwheels_queue", tmp_path, **unskip)["changed"] is True
     assert run_module("piwheels_queue", tmp_path, **unskip)["changed"] is False
-    assert ("foo", "2.0", "cp311") in queued(conn)
+    assert ("foo", "2.0", T311) in queued(conn)
 
     whole = run_module("piwheels_queue", tmp_path, dsn=dsn, op="skip", package="foo")
     assert whole["changed"] is True and queued(conn) == set()
@@ -252,15 +255,15 @@ def test_queue_requeue_forgets_failures(conn, dsn, tmp_path):
     add_version(conn, "bar", "1.0")
     build = claim(conn, b11)
     finish(conn, build[0], "failed")
-    assert ("bar", "1.0", "cp311") not in queued(conn)
+    assert ("bar", "1.0", T311) not in queued(conn)
 
     args = dict(dsn=dsn, op="requeue", package="bar", version="1.0", priority=5)
     planned = run_module("piwheels_queue", tmp_path, check=True, **args)
-    assert planned["changed"] is True and planned["queued"] == ["cp311"]
-    assert ("bar", "1.0", "cp311") not in queued(conn)
+    assert planned["changed"] is True and planned["queued"] == [T311]
+    assert ("bar", "1.0", T311) not in queued(conn)
 
     done = run_module("piwheels_queue", tmp_path, **args)
-    assert done["changed"] is True and done["queued"] == ["cp311"]
+    assert done["changed"] is True and done["queued"] == [T311]
     with conn.cursor() as cur:
         cur.execute("SELECT priority FROM queue WHERE package = 'bar'")
         assert cur.fetchone() == (5,)

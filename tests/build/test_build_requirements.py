@@ -56,7 +56,7 @@ def build(builder: Builder, fake, interp: Interpreter, name: str, files: dict[st
           version: str = "1.0") -> tuple[Outcome, str]:
     fn, data = sdist_bytes(name, version, files)
     fake.add_file(name, fn, data)
-    claim = Claim(1, name, version, interp.abi_tag, fn, f"{fake.root}/files/{fn}",
+    claim = Claim(1, name, version, interp.target, fn, f"{fake.root}/files/{fn}",
                   hashlib.sha256(data).hexdigest())
     outcome = builder.build(interp, claim)
     return outcome, outcome.log.decode(errors="replace")

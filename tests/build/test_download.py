@@ -28,7 +28,7 @@ def builder(dsn, fake, tmp_path, monkeypatch):
 def _claim(fake, sha256: str | None = None) -> tuple[Claim, bytes]:
     name, data = make_sdist("dl", "1.0")
     fake.add_file("dl", name, data)
-    claim = Claim(1, "dl", "1.0", "cp311", name, f"{fake.root}/files/{name}",
+    claim = Claim(1, "dl", "1.0", "cp311-linux_x86_64", name, f"{fake.root}/files/{name}",
                   sha256 or hashlib.sha256(data).hexdigest())
     return claim, data
 
@@ -63,8 +63,8 @@ def test_download_404_and_bad_hash_are_not_retried(builder, fake, tmp_path):
     with pytest.raises(PiwheelsError, match="sha256 mismatch"):
         builder._download(claim, tmp_path)
     assert fake.requests_for(f"/files/{claim.sdist_filename}") == 1
-    gone = Claim(2, "dl", "1.0", "cp311", "gone-1.0.tar.gz", f"{fake.root}/files/gone-1.0.tar.gz",
-                 None)
+    gone = Claim(2, "dl", "1.0", "cp311-linux_x86_64", "gone-1.0.tar.gz",
+                 f"{fake.root}/files/gone-1.0.tar.gz", None)
     with pytest.raises(PiwheelsError, match="404"):
         builder._download(gone, tmp_path)
     assert fake.requests_for("/files/gone-1.0.tar.gz") == 1

@@ -48,7 +48,7 @@ def interp():
 
 @pytest.fixture
 def waiting(conn, interp):
-    """A build of the interpreter's ABI waiting in the queue; ``moved()`` says what changed."""
+    """A build of the interpreter's target waiting in the queue; ``moved()`` says what changed."""
     register(conn, interp.abi_tag, name="other-builder", platform=interp.platform_tag)
     add_version(conn, "waiting", "1.0")
 
@@ -146,7 +146,7 @@ def _path_without(tmp_path: Path, name: str) -> str:
             continue
         for entry in os.scandir(d):
             target = hidden / entry.name
-            if entry.name != name and not target.exists():
+            if entry.name != name and not os.path.lexists(target):  # a dangling link too
                 target.symlink_to(entry.path)
     return str(hidden)
 

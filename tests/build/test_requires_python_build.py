@@ -101,18 +101,18 @@ def wave(tmp_path_factory, pg_cluster):
 
 
 def builds(wave, package):
-    return sorted(query(wave["dsn"], "SELECT abi_tag, status FROM builds WHERE package = %s",
+    return sorted(query(wave["dsn"], "SELECT target, status FROM builds WHERE package = %s",
                         package))
 
 
 def cells(wave, package):
     data = json.loads((wave["farm"].www / "project" / package / "index.json").read_text())
-    return {c["abi"]: c for c in data["versions"][0]["abis"]}
+    return {c["target"]: c for c in data["versions"][0]["targets"]}
 
 
 @pytest.mark.slow
 def test_upstream_requires_python_spends_no_build_on_the_excluded_python(wave):
-    lo, hi = wave["lo"].abi_tag, wave["hi"].abi_tag
+    lo, hi = wave["lo"].target, wave["hi"].target
     assert builds(wave, "uponly") == [(hi, "success")]
     c = cells(wave, "uponly")
     assert c[lo]["status"] == "not-for-python" and c[hi]["status"] == "built"
@@ -120,7 +120,7 @@ def test_upstream_requires_python_spends_no_build_on_the_excluded_python(wave):
 
 @pytest.mark.slow
 def test_pkg_info_requires_python_is_recorded_not_for_python_and_not_retried(wave):
-    lo, hi = wave["lo"].abi_tag, wave["hi"].abi_tag
+    lo, hi = wave["lo"].target, wave["hi"].target
     assert builds(wave, "pkgonly") == sorted([(lo, "not-for-python"), (hi, "success")])
     assert query(wave["dsn"], "SELECT count(*) FROM queue")[0][0] == 0
     c = cells(wave, "pkgonly")
@@ -133,11 +133,11 @@ def test_pkg_info_requires_python_is_recorded_not_for_python_and_not_retried(wav
 
 @pytest.mark.slow
 def test_nothing_failed_and_status_counts_it_apart(wave):
-    assert builds(wave, "anyver") == [(wave["lo"].abi_tag, "success")]
+    assert builds(wave, "anyver") == [(wave["lo"].target, "success")]
     assert query(wave["dsn"], "SELECT count(*) FROM builds WHERE status <> 'success'"
                  " AND status <> 'not-for-python'")[0][0] == 0
     assert "1 not-for-python" in wave["status"]
-    assert f"not for their Python (Requires-Python, not queued): {wave['lo'].abi_tag} 1 " \
+    assert f"not for their Python (Requires-Python, not queued): {wave['lo'].target} 1 " \
         "versions" in wave["status"]
 
 

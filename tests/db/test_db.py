@@ -62,7 +62,8 @@ def test_web_role_reads_but_cannot_write(conn, dsn):
         cur.execute("SELECT count(*) FROM files")
         assert cur.fetchone()[0] == 0
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cur.execute("INSERT INTO abis VALUES ('cp39', 3, 9)")
+            cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                        " VALUES ('cp39-linux_armv7l', 'cp39', 'linux_armv7l', 3, 9)")
         wconn.rollback()
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("SELECT claim_build(1)")

@@ -11,14 +11,14 @@ def test_first_build_goes_to_lowest_abi_only(conn):
     register(conn, "cp311", "bookworm")
     register(conn, "cp39", "bullseye")
     add_version(conn, "foo", "1.0")
-    assert queued(conn) == {("foo", "1.0", "cp39")}
+    assert queued(conn) == {("foo", "1.0", "cp39-linux_armv7l")}
 
 
 def test_abis_compare_as_numbers_not_text(conn):
     register(conn, "cp311", "a")
     register(conn, "cp39", "b")   # "cp311" < "cp39" as text, 3.9 < 3.11 as numbers
     add_version(conn, "foo", "1.0")
-    assert queued(conn) == {("foo", "1.0", "cp39")}
+    assert queued(conn) == {("foo", "1.0", "cp39-linux_armv7l")}
 
 
 def test_pure_wheel_covers_every_abi(conn):
@@ -38,7 +38,8 @@ def test_compiled_wheel_queues_every_other_abi(conn):
     add_version(conn, "foo", "1.0")
     build = claim(conn, b9)
     finish(conn, build[0], "success", [wheel("foo", "1.0", "cp39", "cp39", "linux_armv7l")])
-    assert queued(conn) == {("foo", "1.0", "cp311"), ("foo", "1.0", "cp313")}
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l"),
+                            ("foo", "1.0", "cp313-linux_armv7l")}
 
 
 def test_abi3_covers_newer_abis_only(conn):
@@ -54,7 +55,8 @@ def test_abi3_covers_newer_abis_only(conn):
     add_version(conn, "bar", "1.0")
     build = claim(conn, b9)
     finish(conn, build[0], "success", [wheel("bar", "1.0", "cp312", "abi3", "linux_armv7l")])
-    assert queued(conn) == {("bar", "1.0", "cp311")}  # cp313 >= 3.12 covered, cp311 not
+    # cp313 >= 3.12 covered, cp311 not
+    assert queued(conn) == {("bar", "1.0", "cp311-linux_armv7l")}
 
 
 def test_failure_does_not_block_other_abis(conn):
@@ -63,7 +65,7 @@ def test_failure_does_not_block_other_abis(conn):
     add_version(conn, "foo", "1.0")
     build = claim(conn, b9)
     finish(conn, build[0], "failed")
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l")}
     build = claim(conn, b11)
     assert build[1:3] == ("foo", "1.0")
     finish(conn, build[0], "success", [wheel("foo", "1.0", "cp311", "cp311", "linux_armv7l")])
@@ -136,7 +138,7 @@ def test_infrastructure_failures_retry_with_backoff_then_skip(conn):
         delays.append(row[0] if row else None)
     assert delays[0] > 0 and delays[1] > delays[0] * 1.5 and delays[2] is None
     with conn.cursor() as cur:
-        cur.execute("SELECT reason FROM abi_skips")
+        cur.execute("SELECT reason FROM target_skips")
         assert cur.fetchone()[0] == "too-many-failures"
     conn.commit()
 
@@ -158,7 +160,7 @@ def test_new_abi_gets_queue_for_existing_versions(conn):
         finish(conn, build[0], "success", [wheel(build[1], "1.0", *tags)])
     assert queued(conn) == set()
     register(conn, "cp313", "trixie")  # a new OS release joins the farm
-    assert queued(conn) == {("foo", "1.0", "cp313")}
+    assert queued(conn) == {("foo", "1.0", "cp313-linux_armv7l")}
 
 
 def test_concurrent_claims_never_share_a_build(conn, dsn):

@@ -20,11 +20,12 @@ def test_status_counts_not_for_python_apart_from_failures(conn):
     build = claim(conn, b8)
     finish(conn, build[0], "not-for-python")           # found in the sdist's PKG-INFO
     s = status.collect(conn)
-    assert s["not_for_python"] == {"cp38": 2, "cp311": 0}
+    assert s["not_for_python"] == {"cp38-linux_armv7l": 2, "cp311-linux_armv7l": 0}
     assert s["requires_python_pending"] == 1
     assert s["builds"]["not-for-python"]["count"] == 1 and "failed" not in s["builds"]
     text = status.render(s)
-    assert "not for their Python (Requires-Python, not queued): cp38 2 versions" in text
+    assert ("not for their Python (Requires-Python, not queued): cp38-linux_armv7l 2 versions"
+            in text)
     assert "1 versions' Requires-Python not evaluated yet" in text
     assert "builds:   1 not-for-python" in text
 

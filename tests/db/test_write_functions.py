@@ -20,7 +20,8 @@ def _executable_by(conn, role):
 def test_builder_and_web_may_call_only_their_functions(conn):
     assert _executable_by(conn, "piwheels_builder") == BUILDER_FUNCTIONS
     assert _executable_by(conn, "piwheels_web") == {"tag_pyver", "is_final_status", "farm_stats",
-                                                    "python_bit", "python_excludes"}
+                                                    "python_bit", "python_excludes",
+                                                    "targets_named"}
     master = _executable_by(conn, "piwheels_master")
     for name in ("set_setting", "package_changed", "skip_version", "unskip_version",
                  "requeue_version", "merge_project_list", "write_versions",

@@ -76,9 +76,11 @@ def _farm(conn, tmp_path: Path) -> Path:
         rows.append((package, filename, version, tags, duration, alias, src.read_bytes(),
                      store.put_metadata(package, filename, meta)))
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES ('cp311', 3, 11)")
-        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python)"
-                    " VALUES ('pi', 'cp311', 'linux_armv7l', '3.11') RETURNING builder_id")
+        cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                    " VALUES ('cp311-linux_armv7l', 'cp311', 'linux_armv7l', 3, 11)")
+        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python)"
+                    " VALUES ('pi', 'cp311', 'linux_armv7l', 'cp311-linux_armv7l', '3.11')"
+                    " RETURNING builder_id")
         builder = cur.fetchone()[0]
         builds = {}
         for package, filename, version, tags, duration, alias, data, meta_sha in rows:
@@ -87,8 +89,8 @@ def _farm(conn, tmp_path: Path) -> Path:
                             " ON CONFLICT DO NOTHING", (package, package))
                 cur.execute("INSERT INTO versions (package, version) VALUES (%s, %s)",
                             (package, version))
-                cur.execute("INSERT INTO builds (package, version, abi_tag, builder_id, status,"
-                            " duration) VALUES (%s, %s, 'cp311', %s, 'success', %s)"
+                cur.execute("INSERT INTO builds (package, version, target, builder_id, status,"
+                            " duration) VALUES (%s, %s, 'cp311-linux_armv7l', %s, 'success', %s)"
                             " RETURNING build_id", (package, version, builder, duration))
                 builds[package] = cur.fetchone()[0]
             cur.execute("INSERT INTO files (filename, build_id, package, version, python_tag,"

@@ -92,7 +92,7 @@ def test_builder_killed_mid_build(make_farm):
                       " ORDER BY b.build_id")
     assert rows == [("abandoned", "dies"), ("success", "takes")]
     farm.run("index")
-    assert_farm_consistent(farm.dsn, farm.www, {("slowpkg", "1.0", farm.python.abi_tag)})
+    assert_farm_consistent(farm.dsn, farm.www, {("slowpkg", "1.0", farm.python.target)})
 
 
 def test_two_builders_race_for_one_build(make_farm):
@@ -126,5 +126,5 @@ def test_two_builders_race_for_one_build(make_farm):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sorted("build: 1 builds" in o for o in outs) == [False, True], outs
     farm.run("index")
-    assert_farm_consistent(farm.dsn, farm.www, {("racer", "1.0", py.abi_tag)})
+    assert_farm_consistent(farm.dsn, farm.www, {("racer", "1.0", py.target)})
     assert farm.query("SELECT count(*) FROM builds") == [(1,)]

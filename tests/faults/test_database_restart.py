@@ -23,8 +23,8 @@ def test_database_restart_during_a_wave(make_farm):
     farm.run("sync")
     index = farm.start("index", "--watch", "--interval", "0.2")
     builders = [farm.start("build", "--forever", builder=b) for b in ("b1", "b2")]
-    abi = farm.python.abi_tag
-    expected = {(name, "1.0", abi) for name in ["slowpkg", *PACKAGES]}
+    target = farm.python.target
+    expected = {(name, "1.0", target) for name in ["slowpkg", *PACKAGES]}
 
     wait_for("slowpkg to be building", lambda: farm.query(
         "SELECT 1 FROM builds WHERE package = 'slowpkg' AND status = 'building'"))

@@ -62,17 +62,18 @@ def test_expired_lease_shows_abandoned_in_status_and_on_the_project_page(tmp_pat
     conn.commit()
 
     piwheels(cfg, "index")
-    cell = json.loads(page.read_text())["versions"][0]["abis"][0]
+    cell = json.loads(page.read_text())["versions"][0]["targets"][0]
     assert cell["status"] == "building" and cell["build"]["status"] == "building"
 
     wait_for_lease_to_pass(conn, build_id)
     state = json.loads(piwheels(cfg, "status", "--json").stdout)
     assert state["builds"]["abandoned"]["count"] == 1 and "building" not in state["builds"]
-    assert state["queue"]["cp311"] == {"ready": 1, "building": 0, "waiting_retry": 0}
+    assert state["queue"]["cp311-linux_armv7l"] == {"ready": 1, "building": 0,
+                                                    "waiting_retry": 0}
     assert build_status(conn, build_id) == "abandoned"
 
     piwheels(cfg, "index")  # incremental: expire_leases marked the package dirty
-    cell = json.loads(page.read_text())["versions"][0]["abis"][0]
+    cell = json.loads(page.read_text())["versions"][0]["targets"][0]
     assert cell["status"] == "queued" and cell["build"]["status"] == "abandoned"
     assert "abandoned" in cell["note"]
     assert "abandoned" in (tmp_path / "www/project/foo/index.html").read_text()
@@ -89,7 +90,7 @@ def test_the_index_writer_alone_expires_the_lease(tmp_path, dsn, conn):
     piwheels(cfg, "index")
     assert build_status(conn, build_id) == "abandoned"
     cell = json.loads((tmp_path / "www/project/foo/index.json").read_text())
-    assert cell["versions"][0]["abis"][0]["build"]["status"] == "abandoned"
+    assert cell["versions"][0]["targets"][0]["build"]["status"] == "abandoned"
 
 
 def test_expire_leases_returns_rows_and_leaves_live_leases(conn):
@@ -101,7 +102,7 @@ def test_expire_leases_returns_rows_and_leaves_live_leases(conn):
     assert (dead[1], alive[1]) == ("dead", "alive")
     released = queue.expire_leases(conn)
     conn.commit()
-    assert released == [(dead[0], "dead", "1.0", "cp311")]
+    assert released == [(dead[0], "dead", "1.0", "cp311-linux_armv7l")]
     assert queue.expire_leases(conn) == []
     conn.commit()
     assert build_status(conn, alive[0]) == "building"

@@ -24,17 +24,19 @@ PACKAGES = 3000
 def populate(conn, n: int = PACKAGES) -> None:
     """n packages with one version, one successful build and one wheel each, all dirty."""
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES ('cp311', 3, 11)")
-        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python) VALUES"
-                    " ('pi', 'cp311', 'linux_armv7l', '3.11.2') RETURNING builder_id")
+        cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                    " VALUES ('cp311-linux_armv7l', 'cp311', 'linux_armv7l', 3, 11)")
+        cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python) VALUES"
+                    " ('pi', 'cp311', 'linux_armv7l', 'cp311-linux_armv7l', '3.11.2')"
+                    " RETURNING builder_id")
         builder = cur.fetchone()[0]
         cur.execute("INSERT INTO packages (package, display_name)"
                     " SELECT 'pkg' || i, 'Pkg' || i FROM generate_series(1, %s) i", (n,))
         cur.execute("INSERT INTO versions (package, version, released)"
                     " SELECT package, '1.0', now() FROM packages")
-        cur.execute("INSERT INTO builds (package, version, abi_tag, builder_id, status,"
-                    " duration, finished_at) SELECT package, '1.0', 'cp311', %s, 'success',"
-                    " 3.5, now() FROM packages", (builder,))
+        cur.execute("INSERT INTO builds (package, version, target, builder_id, status,"
+                    " duration, finished_at) SELECT package, '1.0', 'cp311-linux_armv7l', %s,"
+                    " 'success', 3.5, now() FROM packages", (builder,))
         cur.execute("INSERT INTO files (filename, build_id, package, version, python_tag,"
                     " abi_tag, platform_tag, size, sha256)"
                     " SELECT package || '-1.0-cp311-cp311-linux_armv7l.whl', build_id, package,"

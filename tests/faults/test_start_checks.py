@@ -205,7 +205,7 @@ def test_sync_and_index_refuse_a_database_not_migrated(make_farm):
     ("piwheels_web", "index", "index needs to call take_dirty_batch(), clear_dirty()"),
     # a builder's login: it may read no table at all
     ("piwheels_builder", "sync", "sync needs to read packages, versions, upstream_files"),
-    ("piwheels_builder", "index", "index needs to read abis, abi_skips, build_logs"),
+    ("piwheels_builder", "index", "index needs to read targets, target_skips, build_logs"),
 ])
 def test_sync_and_index_refuse_a_role_without_grants(make_farm, group, command, words):
     farm = make_farm()

@@ -27,12 +27,12 @@ def test_a_published_wheel_is_never_overwritten(make_farm):
     # while the store holds a file of that name with other bytes than the new build's.
     published = stored.read_bytes() + b"\0"
     stored.write_bytes(published)
-    [(abi,)] = farm.query("SELECT abi_tag FROM builds WHERE build_id = %s", first_build)
+    [(target,)] = farm.query("SELECT target FROM builds WHERE build_id = %s", first_build)
     conn = psycopg2.connect(farm.dsn)
     with conn, conn.cursor() as cur:  # committed on leaving
-        cur.execute("INSERT INTO queue (package, version, abi_tag, released) "
+        cur.execute("INSERT INTO queue (package, version, target, released) "
                     "SELECT package, version, %s, released FROM versions "
-                    "WHERE package = 'conflicted'", (abi,))
+                    "WHERE package = 'conflicted'", (target,))
     conn.close()
     farm.run("build")
 

@@ -113,7 +113,7 @@ def test_store_disk_full_during_upload(make_farm, sshfs, via):
     wait_for("the retry to succeed", lambda: "success" in statuses(farm.dsn))
     assert farm.stop(again) == 0, farm.output(again)
     farm.run("index")
-    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.target)})
 
 
 # -- the mount gone -------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_store_mount_gone_during_upload(make_farm, sshfs):
     for leftover in temp_files(farm.www):
         age(leftover, TWO_DAYS)
     farm.run("index", "--full")
-    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.target)})
 
 
 def test_store_mount_reconnects_under_an_upload(make_farm, sshfs):
@@ -183,7 +183,7 @@ def test_store_mount_reconnects_under_an_upload(make_farm, sshfs):
     wait_for("the retry to succeed", lambda: "success" in statuses(farm.dsn))
     assert farm.stop(builder) == 0, farm.output(builder)
     farm.run("index")
-    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.target)})
 
 
 # -- a builder killed mid-upload ------------------------------------------------------
@@ -223,7 +223,7 @@ def test_builder_killed_mid_upload(make_farm, sshfs):
     age(partial, TWO_DAYS)
     farm.run("index", "--full")
     assert not partial.exists()
-    assert_farm_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+    assert_farm_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.target)})
 
 
 # -- free space running low -----------------------------------------------------------
@@ -270,7 +270,7 @@ def test_low_free_space_warns_and_the_floor_refuses(make_farm):
     wait_for("the retry to succeed", lambda: "success" in statuses(farm.dsn))
     assert farm.stop(builder) == 0, farm.output(builder)
     farm.run("index")
-    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.abi_tag)})
+    assert_retried_consistent(farm.dsn, farm.www, {("bigpkg", "1.0", farm.python.target)})
 
 
 def test_index_watch_warns_on_each_run_while_space_is_low(make_farm):

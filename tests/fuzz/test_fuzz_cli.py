@@ -19,7 +19,7 @@ FUZZ = settings(max_examples=120, deadline=None,
 COMMANDS = ["initdb", "sync", "queue", "build", "index", "serve", "skip", "rebuild", "log",
             "status", "help", ""]
 OPTIONS = ["--config", "--json", "--batch", "--forever", "--full", "--watch", "--interval",
-           "--stats", "--host", "--port", "--abi", "--note", "--undo", "--priority",
+           "--stats", "--host", "--port", "--target", "--abi", "--note", "--undo", "--priority",
            "--full-list", "-v", "-vv", "--", "-", "--version", "--bogus"]
 WORDS = ["0", "-1", "1e999", "nan", "inf", "99999999999999999999", "70000", "foo", "foo==1.0",
          "==", "a==", "../..", "/", "\0", "a\nb", "é", "x" * 300, "foo==" + "9" * 5000]

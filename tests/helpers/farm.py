@@ -72,7 +72,7 @@ class Farm:
 def show_failures(dsn: str) -> None:
     """Print the log of every build that did not succeed (shown when a check fails)."""
     for build_id, what, status, log in query(
-            dsn, "SELECT b.build_id, b.package || ' ' || b.version || ' ' || b.abi_tag,"
+            dsn, "SELECT b.build_id, b.package || ' ' || b.version || ' ' || b.target,"
             " b.status, l.log FROM builds b LEFT JOIN build_logs l USING (build_id)"
             " WHERE b.status <> 'success'"):
         text = gzip.decompress(bytes(log)).decode(errors="replace") if log else ""

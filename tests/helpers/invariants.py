@@ -1,7 +1,7 @@
 """What must hold after any fault (tests/faults/): one helper, every fault test.
 
 - no build lost or recorded twice: nothing queued or ``building``; each expected
-  (package, version, ABI) has exactly one recorded build (``abandoned`` ones, a lease
+  (package, version, target) has exactly one recorded build (``abandoned`` ones, a lease
   that expired, do not count), and it is a success;
 - no half-written file: no ``.tmp-`` name anywhere under ``www/``;
 - the index links only verified files: every file a ``simple/`` page links is a
@@ -20,17 +20,17 @@ from piwheels_build.fsutil import TEMP_MARK
 
 
 def assert_farm_consistent(dsn: str, www: Path, expected: set[tuple[str, str, str]]) -> None:
-    """``expected``: the (package, version, abi_tag) builds the wave had to do."""
+    """``expected``: the (package, version, target) builds the wave had to do."""
     building = query(dsn, "SELECT build_id, package, version FROM builds"
                           " WHERE status = 'building'")
     assert building == [], f"builds left building: {building}"
-    queued = query(dsn, "SELECT package, version, abi_tag FROM queue")
+    queued = query(dsn, "SELECT package, version, target FROM queue")
     assert queued == [], f"builds still queued: {queued}"
     recorded: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
-    for build_id, package, version, abi, status in query(
-            dsn, "SELECT build_id, package, version, abi_tag, status FROM builds"
+    for build_id, package, version, target, status in query(
+            dsn, "SELECT build_id, package, version, target, status FROM builds"
                  " WHERE status <> 'abandoned' ORDER BY build_id"):
-        recorded.setdefault((package, version, abi), []).append((build_id, status))
+        recorded.setdefault((package, version, target), []).append((build_id, status))
     assert set(recorded) == expected, f"recorded {sorted(recorded)}, expected {sorted(expected)}"
     twice = {k: v for k, v in recorded.items() if len(v) != 1}
     assert not twice, f"recorded more than once: {twice}"

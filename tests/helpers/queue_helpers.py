@@ -57,5 +57,5 @@ def finish(conn, build_id: int, status: str = "success", files: list | None = No
 
 def queued(conn) -> set[tuple[str, str, str]]:
     with conn.cursor() as cur:
-        cur.execute("SELECT package, version, abi_tag FROM queue")
+        cur.execute("SELECT package, version, target FROM queue")
         return set(cur.fetchall())

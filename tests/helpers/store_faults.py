@@ -163,11 +163,11 @@ def assert_retried_consistent(dsn: str, www: Path, expected: set[tuple[str, str,
     temporary file under ``www/``; every linked file recorded, with its sha256, and on
     disk with those bytes; every recorded file linked; no wheel on disk unrecorded."""
     assert query(dsn, "SELECT count(*) FROM builds WHERE status = 'building'") == [(0,)]
-    assert query(dsn, "SELECT package, version, abi_tag FROM queue") == []
+    assert query(dsn, "SELECT package, version, target FROM queue") == []
     done: dict[tuple[str, str, str], list[str]] = {}
-    for package, version, abi, status in query(
-            dsn, "SELECT package, version, abi_tag, status FROM builds ORDER BY build_id"):
-        done.setdefault((package, version, abi), []).append(status)
+    for package, version, target, status in query(
+            dsn, "SELECT package, version, target, status FROM builds ORDER BY build_id"):
+        done.setdefault((package, version, target), []).append(status)
     assert set(done) == expected, done
     for key, history in done.items():
         assert history.count("success") == 1 and history[-1] == "success", (key, history)

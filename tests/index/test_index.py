@@ -16,6 +16,7 @@ import pytest
 from piwheels_build.index import write_index, writer
 
 SHA = {n: hashlib.sha256(n.encode()).hexdigest() for n in "abcdefghijklmnop"}
+T311, T313 = "cp311-linux_armv7l", "cp313-linux_armv7l"   # the Farm's build targets
 
 
 class Page(HTMLParser):
@@ -63,13 +64,16 @@ class Farm:
     def __init__(self, conn) -> None:
         self.conn = conn
         self.cur = conn.cursor()
-        self.cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES"
-                         " ('cp311', 3, 11), ('cp313', 3, 13)")
-        self.cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python) VALUES"
-                         " ('pi-one', 'cp311', 'linux_armv7l', '3.11.2') RETURNING builder_id")
+        self.cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                         " VALUES (%s, 'cp311', 'linux_armv7l', 3, 11),"
+                         " (%s, 'cp313', 'linux_armv7l', 3, 13)", (T311, T313))
+        self.cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python)"
+                         " VALUES ('pi-one', 'cp311', 'linux_armv7l', %s, '3.11.2')"
+                         " RETURNING builder_id", (T311,))
         self.b311 = self.cur.fetchone()[0]
-        self.cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python) VALUES"
-                         " ('pi-two', 'cp313', 'linux_armv7l', '3.13.1') RETURNING builder_id")
+        self.cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python)"
+                         " VALUES ('pi-two', 'cp313', 'linux_armv7l', %s, '3.13.1')"
+                         " RETURNING builder_id", (T313,))
         self.b313 = self.cur.fetchone()[0]
         conn.commit()
 
@@ -85,13 +89,13 @@ class Farm:
                          (pkg, ver, yanked, reason, deleted, skip, released))
         return self
 
-    def build(self, pkg, ver, abi="cp311", status="success", duration=12.5, log=None):
-        builder = self.b311 if abi == "cp311" else self.b313
+    def build(self, pkg, ver, target=T311, status="success", duration=12.5, log=None):
+        builder = {T311: self.b311, T313: self.b313}[target]
         finished = None if status == "building" else "now()"
         self.cur.execute(
-            "INSERT INTO builds (package, version, abi_tag, builder_id, status, duration,"
+            "INSERT INTO builds (package, version, target, builder_id, status, duration,"
             f" finished_at) VALUES (%s,%s,%s,%s,%s,%s,{finished or 'NULL'}) RETURNING build_id",
-            (pkg, ver, abi, builder, status, duration))
+            (pkg, ver, target, builder, status, duration))
         build_id = self.cur.fetchone()[0]
         if log is not None:
             self.cur.execute("INSERT INTO build_logs (build_id, log, size) VALUES (%s,%s,%s)",
@@ -114,9 +118,9 @@ class Farm:
                          (filename, tool, dependency))
         return self
 
-    def queue(self, pkg, ver, abi, attempts=0):
-        self.cur.execute("INSERT INTO queue (package, version, abi_tag, released, attempts)"
-                         " VALUES (%s,%s,%s,now(),%s)", (pkg, ver, abi, attempts))
+    def queue(self, pkg, ver, target, attempts=0):
+        self.cur.execute("INSERT INTO queue (package, version, target, released, attempts)"
+                         " VALUES (%s,%s,%s,now(),%s)", (pkg, ver, target, attempts))
         return self
 
     def dirty(self, *packages):
@@ -162,7 +166,7 @@ def demo(farm) -> Farm:
     f.file(b, "demo", "1.0", W311_V6, SHA["a"], requires_python='>=3.7,<4 "&"',
            metadata=SHA["b"], alias_of=W311)
     f.dep(W311, "apt", "libfoo1").dep(W311, "apt", "libbar2").dep(W311, "pip", "numpy>=1.20")
-    f.build("demo", "1.0", abi="cp313", status="failed", duration=65, log=b"error: boom\n")
+    f.build("demo", "1.0", target=T313, status="failed", duration=65, log=b"error: boom\n")
     f.file(f.build("demo", "0.9"), "demo", "0.9", W09, SHA["c"])
     f.file(f.build("demo", "0.8"), "demo", "0.8", W08, SHA["d"])
     f.file(f.build("demo", "1.10"), "demo", "1.10", W110, SHA["e"])
@@ -261,7 +265,7 @@ def test_incremental_run_writes_only_dirty_packages(demo, conn, tmp_path):
         "simple/other/index.json", "project/other/index.html", "simple/index.html",
         "simple/index.json")}
     _age(pages.values())
-    demo.file(demo.build("demo", "1.10", abi="cp313"), "demo", "1.10",
+    demo.file(demo.build("demo", "1.10", target=T313), "demo", "1.10",
               "demo-1.10-cp313-cp313-linux_armv7l.whl", SHA["h"])
     demo.dirty("demo").commit()
     summary = write_index(conn, tmp_path)
@@ -383,30 +387,32 @@ def test_batches_cost_a_fixed_number_of_queries(farm, conn, tmp_path, monkeypatc
 
 
 def test_project_page(demo, conn, tmp_path):
-    demo.queue("demo", "1.10", "cp313", attempts=1)
-    demo.cur.execute("INSERT INTO abi_skips (package, version, abi_tag, reason, note)"
-                     " VALUES ('demo', '0.9', 'cp313', 'admin', 'too big')")
+    demo.queue("demo", "1.10", T313, attempts=1)
+    demo.cur.execute("INSERT INTO target_skips (package, version, target, reason, note)"
+                     " VALUES ('demo', '0.9', %s, 'admin', 'too big')", (T313,))
     demo.commit()
     write_index(conn, tmp_path)
     data = json.loads((tmp_path / "project/demo/index.json").read_text())
-    assert data["display_name"] == "Demo" and data["abis"] == ["cp311", "cp313"]
+    assert data["display_name"] == "Demo" and data["targets"] == [T311, T313]
     versions = [v["version"] for v in data["versions"]]
     assert versions == ["1.10", "1.0", "0.9", "0.8", "0.7"]  # newest first, unbuilt included
     v = {x["version"]: x for x in data["versions"]}
-    cells = {c["abi"]: c for c in v["1.0"]["abis"]}
-    assert cells["cp311"]["status"] == "built"
-    assert set(cells["cp311"]["files"]) == {W311, W311_V6}
-    assert cells["cp311"]["build"]["builder"] == "pi-one"
-    assert cells["cp313"]["status"] == "failed"
-    failed_log = cells["cp313"]["build"]["log"]
-    assert failed_log == f"../../logs/{cells['cp313']['build']['build_id']}.txt"
+    cells = {c["target"]: c for c in v["1.0"]["targets"]}
+    assert (cells[T311]["abi"], cells[T311]["platform"]) == ("cp311", "linux_armv7l")
+    assert cells[T311]["status"] == "built"
+    # the wheels for the target's platform (the linux_armv6l alias is for no target)
+    assert set(cells[T311]["files"]) == {W311}
+    assert cells[T311]["build"]["builder"] == "pi-one"
+    assert cells[T313]["status"] == "failed"
+    failed_log = cells[T313]["build"]["log"]
+    assert failed_log == f"../../logs/{cells[T313]['build']['build_id']}.txt"
     assert (tmp_path / "project/demo" / failed_log).read_text() == "error: boom\n"
-    # a pure wheel covers every ABI; a queued retry and an ABI skip are shown as such
-    assert {c["status"] for c in v["1.10"]["abis"]} == {"built"}
-    assert {c["abi"]: c["status"] for c in v["0.9"]["abis"]} == {"cp311": "built",
-                                                                 "cp313": "built"}
+    # a pure wheel covers every target; a queued retry and a target skip are shown as such
+    assert {c["status"] for c in v["1.10"]["targets"]} == {"built"}
+    assert {c["target"]: c["status"] for c in v["0.9"]["targets"]} == {T311: "built",
+                                                                       T313: "built"}
     assert v["0.7"]["skip_reason"] == "binary-only"
-    assert {c["status"] for c in v["0.7"]["abis"]} == {"skipped"}
+    assert {c["status"] for c in v["0.7"]["targets"]} == {"skipped"}
     assert v["0.9"]["yanked"] and v["0.8"]["deleted"]
     files = by_filename(v["1.0"]["files"])
     assert files[W311]["url"] == f"../../simple/demo/{W311}"
@@ -428,17 +434,17 @@ def test_project_page(demo, conn, tmp_path):
 
 def test_project_statuses_queued_and_skipped(farm, conn, tmp_path):
     farm.package("q").version("q", "2.0").version("q", "1.0")
-    farm.queue("q", "2.0", "cp311")
-    farm.cur.execute("INSERT INTO abi_skips (package, version, abi_tag, reason)"
-                     " VALUES ('q', '1.0', 'cp311', 'too-many-failures')")
+    farm.queue("q", "2.0", T311)
+    farm.cur.execute("INSERT INTO target_skips (package, version, target, reason)"
+                     " VALUES ('q', '1.0', %s, 'too-many-failures')", (T311,))
     farm.dirty("q").commit()
     write_index(conn, tmp_path)
     data = json.loads((tmp_path / "project/q/index.json").read_text())
-    cells = {(v["version"], c["abi"]): c for v in data["versions"] for c in v["abis"]}
-    assert cells[("2.0", "cp311")]["status"] == "queued"
-    assert cells[("2.0", "cp313")]["status"] == "pending"
-    assert cells[("1.0", "cp311")]["status"] == "skipped"
-    assert cells[("1.0", "cp311")]["note"] == "too-many-failures"
+    cells = {(v["version"], c["target"]): c for v in data["versions"] for c in v["targets"]}
+    assert cells[("2.0", T311)]["status"] == "queued"
+    assert cells[("2.0", T313)]["status"] == "pending"
+    assert cells[("1.0", T311)]["status"] == "skipped"
+    assert cells[("1.0", T311)]["note"] == "too-many-failures"
     assert not (tmp_path / "simple/q/index.html").exists()
 
 
@@ -501,7 +507,7 @@ def test_deleted_package_row_removes_project_page(demo, conn, tmp_path):
 
 
 def test_stats(demo, conn, tmp_path):
-    demo.queue("demo", "1.10", "cp313")
+    demo.queue("demo", "1.10", T313)
     demo.commit()
     write_index(conn, tmp_path)
     s = json.loads((tmp_path / "stats.json").read_text())
@@ -517,8 +523,16 @@ def test_stats(demo, conn, tmp_path):
     assert builders["pi-one"]["builds"] == 4 and builders["pi-one"]["successes"] == 4
     assert builders["pi-two"]["builds"] == 1 and builders["pi-two"]["successes"] == 0
     assert builders["pi-two"]["build_time"] == 65
-    queue = {q["abi"]: q for q in s["queue"]}
-    assert queue["cp313"]["queued"] == 1 and queue["cp311"]["queued"] == 0
+    assert builders["pi-one"]["target"] == T311 and builders["pi-two"]["target"] == T313
+    assert (builders["pi-two"]["abi"], builders["pi-two"]["platform"]) == ("cp313",
+                                                                           "linux_armv7l")
+    queue = {q["target"]: q for q in s["queue"]}
+    assert [q["target"] for q in s["queue"]] == [T311, T313]
+    assert queue[T313]["queued"] == 1 and queue[T311]["queued"] == 0
+    assert (queue[T313]["abi"], queue[T313]["platform"]) == ("cp313", "linux_armv7l")
+    # versions with a final build on each target, and with a success there
+    assert (queue[T311]["attempted"], queue[T311]["built"]) == (4, 4)
+    assert (queue[T313]["attempted"], queue[T313]["built"]) == (1, 0)
     page = parse(tmp_path / "stats.html")
     assert "pi-one" in page.texts and "success rate" in page.texts
     assert (tmp_path / "static/style.css").exists() and (tmp_path / "index.html").exists()

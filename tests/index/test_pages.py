@@ -61,13 +61,14 @@ def hostile_project() -> dict:
     version = {"version": EVIL, "released": EVIL, "prerelease": True, "yanked": True,
                "yanked_reason": EVIL, "deleted": True, "skip_reason": EVIL, "skip_note": EVIL,
                "requires_python": EVIL, "requires_python_invalid": True,
-               "abis": [{"abi": EVIL, "python": EVIL, "status": EVIL, "note": EVIL,
-                         "files": [EVIL], "build": build},
-                        {"abi": EVIL, "python": EVIL, "status": "not-for-python", "note": EVIL,
-                         "files": [], "build": None}],
+               "targets": [{"target": EVIL, "abi": EVIL, "platform": EVIL, "python": EVIL,
+                            "status": EVIL, "note": EVIL, "files": [EVIL], "build": build},
+                           {"target": EVIL, "abi": EVIL, "platform": EVIL, "python": EVIL,
+                            "status": "not-for-python", "note": EVIL, "files": [],
+                            "build": None}],
                "files": [file]}
     return {"name": EVIL, "display_name": EVIL, "skip_reason": EVIL, "deleted": True,
-            "abis": [EVIL], "versions": [version]}
+            "targets": [EVIL], "versions": [version]}
 
 
 def test_environment_autoescapes_and_no_template_marks_data_safe():
@@ -125,12 +126,13 @@ def test_stats_page_shows_hostile_names_as_text():
              "versions": {"known": 1, "attempted": 1, "built": 1, "success_rate": None},
              "builds": {"total": 1, "by_status": {EVIL: 1}, "build_time": 1.0},
              "files": {"count": 1, "wheels": 1, "aliases": 0, "disk_used": 1},
-             "builders": [{"name": EVIL, "abi": EVIL, "platform": EVIL, "last_seen": EVIL,
-                           "builds": 1, "successes": 1, "build_time": 1.0}],
-             "queue": [{"abi": EVIL, "active": False, "queued": 0, "building": 0,
-                        "waiting_retry": 0, "not_for_python": 0}]}
+             "builders": [{"name": EVIL, "target": EVIL, "abi": EVIL, "platform": EVIL,
+                           "last_seen": EVIL, "builds": 1, "successes": 1, "build_time": 1.0}],
+             "queue": [{"target": EVIL, "abi": EVIL, "platform": EVIL, "active": False,
+                        "queued": 0, "building": 0, "waiting_retry": 0, "not_for_python": 0,
+                        "attempted": 0, "built": 0}]}
     page = assert_inert(pages.stats_html(stats))
-    assert f"{EVIL} (inactive)" in page.texts
+    assert f"{EVIL} {EVIL} (inactive)" in page.texts
 
 
 def test_root_link_quotes_and_escapes():

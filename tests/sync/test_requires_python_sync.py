@@ -1,5 +1,5 @@
 """Requires-Python through sync (a fake upstream on 127.0.0.1, real PostgreSQL): each
-version's sdist specifier and mask, the queue without the excluded ABIs, an invalid
+version's sdist specifier and mask, the queue without the excluded targets, an invalid
 specifier counted and ignored, and the one-shot fill of versions synced before 0008."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def versions(conn) -> dict[tuple[str, str], tuple]:
 
 
 @pytest.mark.parametrize("use_json", [True, False], ids=["json", "html"])
-def test_sync_keeps_the_sdists_requires_python_and_the_queue_skips_excluded_abis(
+def test_sync_keeps_the_sdists_requires_python_and_the_queue_skips_excluded_targets(
         conn, dsn, use_json):
     register(conn, "cp38", "a")
     register(conn, "cp311", "b")
@@ -53,8 +53,9 @@ def test_sync_keeps_the_sdists_requires_python_and_the_queue_skips_excluded_abis
         ("later", "1.0"): (">=3.12", excluded_mask(">=3.12")),
     }
     # new 1.0 starts on cp311 (cp38 excluded); later 1.0 is for no active Python.
-    assert queued(conn) == {("new", "1.0", "cp311"), ("new", "0.9", "cp38"),
-                            ("old", "1.0", "cp38")}
+    assert queued(conn) == {("new", "1.0", "cp311-linux_armv7l"),
+                            ("new", "0.9", "cp38-linux_armv7l"),
+                            ("old", "1.0", "cp38-linux_armv7l")}
 
 
 def test_a_changed_requires_python_requeues_on_the_next_sync(conn, dsn):
@@ -64,11 +65,11 @@ def test_a_changed_requires_python_requeues_on_the_next_sync(conn, dsn):
         filename, data = make_sdist("foo", "1.0")
         fake.add_file("foo", filename, data)
         sync(conn, config(dsn, fake))
-        assert queued(conn) == {("foo", "1.0", "cp38")}
+        assert queued(conn) == {("foo", "1.0", "cp38-linux_armv7l")}
         fake.remove_file(filename)
         fake.add_file("foo", filename, data, requires_python=">=3.10")
         sync(conn, config(dsn, fake))
-    assert queued(conn) == {("foo", "1.0", "cp311")}
+    assert queued(conn) == {("foo", "1.0", "cp311-linux_armv7l")}
 
 
 def test_an_invalid_specifier_is_no_constraint_and_is_counted(conn, dsn):
@@ -82,8 +83,9 @@ def test_an_invalid_specifier_is_no_constraint_and_is_counted(conn, dsn):
     assert summary.invalid_requires_python == 2
     assert "2 with an invalid Requires-Python (ignored)" in str(summary)
     assert versions(conn)[("odd", "1.0")] == (">=3.6.*", 0)
-    assert queued(conn) == {("odd", "1.0", "cp38"), ("odd", "2.0", "cp38"),
-                            ("fine", "1.0", "cp38")}
+    assert queued(conn) == {("odd", "1.0", "cp38-linux_armv7l"),
+                            ("odd", "2.0", "cp38-linux_armv7l"),
+                            ("fine", "1.0", "cp38-linux_armv7l")}
 
 
 def test_versions_synced_before_0008_are_evaluated_by_the_next_run(conn, dsn):
@@ -98,7 +100,7 @@ def test_versions_synced_before_0008_are_evaluated_by_the_next_run(conn, dsn):
             cur.execute("UPDATE versions SET requires_python = NULL, python_excluded = NULL")
             cur.execute("SELECT refresh_queue()")
         conn.commit()
-        assert len(queued(conn)) == 7 and {abi for _, _, abi in queued(conn)} == {"cp38"}
+        assert len(queued(conn)) == 7 and {t for _, _, t in queued(conn)} == {"cp38-linux_armv7l"}
         assert backfill.pending(conn) == 7
         seen = []
         summary = sync(conn, config(dsn, fake), progress=seen.append)
@@ -110,7 +112,8 @@ def test_versions_synced_before_0008_are_evaluated_by_the_next_run(conn, dsn):
     got = versions(conn)
     assert got[("p1", "1.0")] == (">=3.9", excluded_mask(">=3.9"))
     assert got[("p0", "1.0")] == (None, 0)
-    assert queued(conn) == {(f"p{i}", "1.0", "cp311" if i % 2 else "cp38") for i in range(7)}
+    assert queued(conn) == {(f"p{i}", "1.0", "cp311-linux_armv7l" if i % 2 else "cp38-linux_armv7l")
+                            for i in range(7)}
 
 
 def test_the_fill_walks_in_batches(conn, dsn, monkeypatch):

@@ -329,8 +329,8 @@ def test_projects_are_written_in_groups(dsn, fake, monkeypatch):
         assert conn.commits <= len(sizes) + 5                 # + settings, list, cursor
         assert needs_sync(conn) == set()
         assert rows(conn, "SELECT count(*) FROM upstream_files") == [(251,)]
-        queue = rows(conn, "SELECT package, version, abi_tag FROM queue ORDER BY package")
-        assert queue == [(n, "1.0", "cp311") for n in names]
+        queue = rows(conn, "SELECT package, version, target FROM queue ORDER BY package")
+        assert queue == [(n, "1.0", "cp311-linux_x86_64") for n in names]
         assert rows(conn, "SELECT count(*) FROM index_dirty") == [(250,)]
 
         # a few changes: one small group, written as soon as nothing is left to fetch
@@ -668,8 +668,9 @@ def test_queue_gets_buildable_versions_only(conn, dsn, fake):
     sdist(fake, "Foo_Bar.baz", "0.1")
     cfg = config(dsn, fake)
     sync(conn, cfg)
-    queue = rows(conn, "SELECT package, version, abi_tag FROM queue ORDER BY 1, 2")
-    assert queue == [("a", "1.0", "cp311"), ("foo-bar-baz", "0.1", "cp311")]
+    queue = rows(conn, "SELECT package, version, target FROM queue ORDER BY 1, 2")
+    assert queue == [("a", "1.0", "cp311-linux_x86_64"),
+                     ("foo-bar-baz", "0.1", "cp311-linux_x86_64")]
     fake.yank(("a", "1.0"))
     fake.unyank(("a", "2.0"))
     sync(conn, cfg)

@@ -445,6 +445,7 @@ LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
     FROM targets t
     WHERE p_name IN (t.target, t.abi_tag, t.platform_tag)
 $$;
+REVOKE EXECUTE ON FUNCTION targets_named(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION targets_named(text) TO piwheels_master, piwheels_web;
 
 -- 0006's operator skips, per target (p_target: a target, an ABI or a
