@@ -1,38 +1,88 @@
 """A synthetic farm database at PyPI's scale, generated set-based in SQL.
 
-Shared by queue_scale, dispatch and index_scale (not a benchmark itself).
+Shared by queue_scale, dispatch, index_scale and requires_python (not a
+benchmark itself).
 
-Shape (deterministic: the same scale gives the same database):
+Shape (deterministic: the same scale and layout give the same database):
 
 - ``packages`` packages named ``<8 hex>-<n>`` (so name order is not insertion
   order, as upstream), every package has one version and the rest are spread
   with a skew (a few packages have thousands of versions, most have one to
   five), versions ``1.<n>``, released at random over 15 years;
-- five ABIs, ``cp37`` (primary) ``cp39 cp311 cp312 cp313``, one history
-  builder each;
-- per version, by a hash of its number (percent of versions):
+- build targets (ABI x platform, migration 0010), ordered as the schema orders
+  them (by Python version, then platform name), one history builder each. Two
+  layouts (``LAYOUTS``):
 
-  ====================  ====  ===================================================
+  - ``abis`` (the default, the farm before 0010): five ABIs on one platform,
+    ``cp37`` (primary) ``cp39 cp311 cp312 cp313`` on ``linux_armv7l``;
+  - ``targets``: two ABIs on three platforms, ``cp311`` then ``cp313`` on
+    ``linux_aarch64 linux_armv7l linux_x86_64`` (primary:
+    ``cp311-linux_aarch64``);
+
+- per version, by a hash of its number (percent of versions); "T1..TN" are
+  the first N targets in order, wheels carry their build target's ABI and
+  platform:
+
+  ====================  ====  ==============================================
   category              %     history
-  ====================  ====  ===================================================
+  ====================  ====  ==============================================
   binary-only           3     no sdist upstream: skipped
-  never attempted       7     queued on cp37
-  pure                  52    cp37 success, one ``py3-none-any`` wheel
-  compiled, 4 ABIs      10    success on cp37..cp312 (4 wheels); cp313 queued
-  abi3                  4     cp37 success, one ``cp37-abi3`` wheel (covers all)
-  compiled, 1 ABI       10    cp37 success (1 wheel); cp39..cp313 queued
-  failed                14    failed on cp37 and cp39; cp311..cp313 queued
-  ====================  ====  ===================================================
+  never attempted       7     queued on T1 (the primary)
+  pure                  52    T1 success, one ``py3-none-any`` wheel
+  compiled, 4 targets   10    success on T1..T4 (4 wheels); the rest queued
+  abi3                  4     T1 success, one ``<T1 ABI>-abi3-<T1 platform>``
+                              wheel: covers the later ABIs on T1's platform
+  compiled, 1 target    10    T1 success (1 wheel); the rest queued
+  failed                14    failed on T1 and T2; the rest queued
+  ====================  ====  ==============================================
 
   So 76% of versions are built (the seed's figure), about 1.06 files and
-  1.34 builds per version, and a full queue of about one row per version.
+  1.34 builds per version in both layouts. The queue differs:
+
+  ====================  ==================  =============================
+  category              ``abis`` (5 x 1)    ``targets`` (2 ABIs x 3 plat.)
+  ====================  ==================  =============================
+  never attempted       1 row               1 row
+  compiled, 4 targets   1 (cp313)           2 (cp313 on armv7l, x86_64)
+  abi3                  0 (covers all)      4 (both ABIs on the other two
+                                            platforms: abi3 covers its own
+                                            platform only)
+  compiled, 1 target    4                   5
+  failed                3                   4
+  per version           about 0.99 rows     about 1.49 rows
+  ====================  ==================  =============================
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-ABIS = [("cp37", 3, 7), ("cp39", 3, 9), ("cp311", 3, 11), ("cp312", 3, 12), ("cp313", 3, 13)]
+
+class Target(NamedTuple):
+    abi: str
+    platform: str
+    major: int
+    minor: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.abi}-{self.platform}"
+
+
+def _layout(abis: list[tuple[str, int, int]], platforms: list[str]) -> list[Target]:
+    """Every ABI on every platform, ordered numerically (Python, then platform name)."""
+    return sorted((Target(a, p, mj, mn) for a, mj, mn in abis for p in platforms),
+                  key=lambda t: (t.major, t.minor, t.platform))
+
+
+LAYOUTS: dict[str, list[Target]] = {
+    "abis": _layout([("cp37", 3, 7), ("cp39", 3, 9), ("cp311", 3, 11), ("cp312", 3, 12),
+                     ("cp313", 3, 13)], ["linux_armv7l"]),
+    "targets": _layout([("cp311", 3, 11), ("cp313", 3, 13)],
+                       ["linux_aarch64", "linux_armv7l", "linux_x86_64"]),
+}
+DEFAULT_LAYOUT = "abis"
+TARGETS = LAYOUTS[DEFAULT_LAYOUT]
 
 # Category boundaries on bench_cat(vid) in [0, 100).
 BINARY_ONLY = 3      # [0, 3)
@@ -91,10 +141,10 @@ STEPS = [
                              ELSE 'sdist' END AS kind) f
     """),
     ("builds", f"""
-        INSERT INTO builds (build_id, package, version, abi_tag, builder_id, status,
+        INSERT INTO builds (build_id, package, version, target, builder_id, status,
                             started_at, finished_at, duration)
         SELECT vid * 8 + ai, bench_pkg(bench_pkgidx(vid, %(P)s)), '1.' || vid,
-               (ARRAY['cp37', 'cp39', 'cp311', 'cp312', 'cp313'])[ai + 1], ai + 1,
+               (%(TARGETS)s)[ai + 1], ai + 1,
                CASE WHEN c.cat >= {COMPILED1} THEN 'failed' ELSE 'success' END,
                bench_released(vid) + make_interval(hours => 1 + ai * 24),
                bench_released(vid) + make_interval(hours => 1 + ai * 24,
@@ -120,25 +170,29 @@ STEPS = [
                md5(b.build_id::text) || md5(b.package), '>=3.7',
                md5(b.package) || md5(b.build_id::text), b.finished_at
         FROM builds b
+        JOIN targets bt ON bt.target = b.target
         CROSS JOIN LATERAL (SELECT bench_cat(b.build_id / 8) AS cat) c
         CROSS JOIN LATERAL (SELECT
             CASE WHEN c.cat < {PURE} THEN 'py3'
-                 WHEN c.cat >= {COMPILED4} AND c.cat < {ABI3} THEN 'cp37'
-                 ELSE b.abi_tag END AS py,
+                 ELSE bt.abi_tag END AS py,
             CASE WHEN c.cat < {PURE} THEN 'none'
                  WHEN c.cat >= {COMPILED4} AND c.cat < {ABI3} THEN 'abi3'
-                 ELSE b.abi_tag END AS abi,
-            CASE WHEN c.cat < {PURE} THEN 'any' ELSE 'linux_armv7l' END AS plat) t
+                 ELSE bt.abi_tag END AS abi,
+            CASE WHEN c.cat < {PURE} THEN 'any' ELSE bt.platform_tag END AS plat) t
         WHERE b.status = 'success'
     """),
 ]
 
 
-def generate(conn: Any, packages: int, versions: int, report: Any) -> dict[str, float]:
+def generate(conn: Any, packages: int, versions: int, report: Any,
+             layout: str = DEFAULT_LAYOUT) -> dict[str, float]:
     """Fill an empty, migrated database; returns seconds per step. Leaves the queue empty."""
     import time
 
+    targets = LAYOUTS[layout]
+    assert len(targets) >= 4, "the categories build on up to four targets"
     versions = max(versions, packages)
+    arr = "ARRAY[" + ", ".join(f"'{t.name}'" for t in targets) + "]"
     times: dict[str, float] = {}
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -149,17 +203,20 @@ def generate(conn: Any, packages: int, versions: int, report: Any) -> dict[str, 
         # Bulk load only: skip the per-row foreign key triggers (the data is consistent by
         # construction), as pg_restore does.
         cur.execute("SET session_replication_role TO replica")
-        for tag, major, minor in ABIS:
-            cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES (%s, %s, %s)",
-                        (tag, major, minor))
-        for i, (tag, _, minor) in enumerate(ABIS, 1):
-            cur.execute("INSERT INTO builders (builder_id, name, abi_tag, platform_tag, python)"
-                        " VALUES (%s, %s, %s, 'linux_armv7l', %s)",
-                        (i, f"history-{tag}", tag, f"3.{minor}"))
-        cur.execute("SELECT setval('builders_builder_id_seq', %s)", (len(ABIS),))
+        for t in targets:
+            cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                        " VALUES (%s, %s, %s, %s, %s)",
+                        (t.name, t.abi, t.platform, t.major, t.minor))
+        for i, t in enumerate(targets, 1):
+            cur.execute("INSERT INTO builders (builder_id, name, abi_tag, platform_tag, target,"
+                        " python) VALUES (%s, %s, %s, %s, %s, %s)",
+                        (i, f"history-{t.name}", t.abi, t.platform, t.name,
+                         f"{t.major}.{t.minor}"))
+        cur.execute("SELECT setval('builders_builder_id_seq', %s)", (len(targets),))
         for name, sql in STEPS:
             t0 = time.perf_counter()
-            sql = sql.replace("%(P)s", str(int(packages))).replace("%(V)s", str(int(versions)))
+            sql = (sql.replace("%(P)s", str(int(packages))).replace("%(V)s", str(int(versions)))
+                   .replace("%(TARGETS)s", arr))
             cur.execute(sql)
             times[name] = time.perf_counter() - t0
             report.log(f"generated {name}: {cur.rowcount:,} rows in {times[name]:.1f}s")

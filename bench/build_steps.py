@@ -95,7 +95,7 @@ def main() -> None:
             try:
                 def one(name: str, version: str, fn: str, data: bytes,
                         builder: Builder = builder) -> tuple[str, float]:
-                    claim = Claim(1, name, version, interp.abi_tag, fn,
+                    claim = Claim(1, name, version, interp.target, fn,
                                   f"{fake.root}/files/{fn}", hashlib.sha256(data).hexdigest())
                     t0 = time.perf_counter()
                     out = builder.build(interp, claim)

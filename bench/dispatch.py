@@ -3,16 +3,18 @@
 Each builder is a process with its own connection doing no-op builds:
 ``claim_build`` then ``finish_build`` (a wheel recorded, one in ten a failure),
 as fast as it can, for 60 s (``--quick``: 3 s). The queue is a synthetic farm
-(bench/_synth.py, 200,000 packages / 1,000,000 versions by default; five
-ABIs, ten builders each). Then ``pgbench -N`` (simple-update) runs on the
+(bench/_synth.py, 200,000 packages / 1,000,000 versions by default; its
+default layout, five build targets: cp37..cp313 on linux_armv7l, ten builders
+each). Then ``pgbench -N`` (simple-update) runs on the
 same cluster with the same number of clients for the same time: the rate this
 server commits small write transactions at, the physical limit. The ratio
 builds/s ÷ pgbench transactions/s is the figure to compare across machines.
 
 Then the same load runs again, for the same time, with ``finish_build`` as
 migration 0002 defined it (before 0004 locked the version row and dropped
-``pg_notify``), in this throwaway database only: the before/after of that fix
-in one run (``before_0004_*``). While each load runs, the builders' backends
+``pg_notify``; its retry branch, which this load never takes, read per target
+as 0010 requires), in this throwaway database only: the before/after of that
+fix in one run (``before_0004_*``). While each load runs, the builders' backends
 are sampled in ``pg_stat_activity``: the share waiting on each lock or
 running is printed as ``backend_states``.
 
@@ -33,16 +35,17 @@ import _common
 import _synth
 from _common import Cluster, Report, summary_ms
 
-ABIS = [a for a, *_ in _synth.ABIS]
+TARGETS = _synth.TARGETS
 
 
 def _wheel(claim: tuple, i: int) -> list[dict]:
-    build_id, package, version, abi = claim[:4]
+    build_id, package, version, target = claim[:4]
+    abi, platform = target.split("-", 1)
     mod = package.replace("-", "_")
     # A version is pure or not whatever the builder: pure ones (a third) are only ever
-    # claimed on the primary ABI, since their wheel covers the others.
-    pure = abi == ABIS[0] and hash(version) % 3 == 0
-    py, ab, plat = ("py3", "none", "any") if pure else (abi, abi, "linux_armv7l")
+    # claimed on the primary target, since their wheel covers the others.
+    pure = target == TARGETS[0].name and hash(version) % 3 == 0
+    py, ab, plat = ("py3", "none", "any") if pure else (abi, abi, platform)
     return [{"filename": f"{mod}-{version}-{py}-{ab}-{plat}.whl", "python_tag": py,
              "abi_tag": ab, "platform_tag": plat, "size": 12345, "sha256": "ab" * 32,
              "requires_python": ">=3.7", "metadata_sha256": "cd" * 32,
@@ -96,6 +99,20 @@ def restore_0002_finish_build(cluster: Cluster) -> None:
     sql = next(text for n, _, text in db.migrations() if n == 2)
     body = sql[sql.index("CREATE FUNCTION finish_build"):]
     body = body[:body.index("END $$;") + len("END $$;")]
+    # Its infrastructure-retry branch (never taken here: no build ends 'infrastructure')
+    # names 0002's columns; read it per target, as the schema is now (0010).
+    for old, new in (("builds.abi_tag = b.abi_tag", "builds.target = b.target"),
+                     ("INSERT INTO queue (package, version, abi_tag,",
+                      "INSERT INTO queue (package, version, target,"),
+                     ("VALUES (b.package, b.version, b.abi_tag, q.released",
+                      "VALUES (b.package, b.version, b.target, q.released"),
+                     ("INSERT INTO abi_skips (package, version, abi_tag,",
+                      "INSERT INTO target_skips (package, version, target,"),
+                     ("VALUES (b.package, b.version, b.abi_tag, 'too-many-failures'",
+                      "VALUES (b.package, b.version, b.target, 'too-many-failures'")):
+        if old not in body:
+            raise SystemExit(f"0002's finish_build: {old!r} not found")
+        body = body.replace(old, new)
     conn = cluster.connect(autocommit=True)
     with conn.cursor() as cur:
         cur.execute(body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
@@ -240,8 +257,9 @@ def main() -> None:
             cur.execute("VACUUM ANALYZE queue")
             ids = []
             for i in range(args.builders):
-                cur.execute("SELECT register_builder(%s, %s, 'linux_armv7l', '3', 'bench')",
-                            (f"bench-{i // len(ABIS)}", ABIS[i % len(ABIS)]))
+                t = TARGETS[i % len(TARGETS)]
+                cur.execute("SELECT register_builder(%s, %s, %s, '3', 'bench')",
+                            (f"bench-{i // len(TARGETS)}", t.abi, t.platform))
                 ids.append(cur.fetchone()[0])
         conn.close()
         report.add("packages", packages)

@@ -35,18 +35,20 @@ MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
 def make_farm(cur, packages: int) -> list[tuple[str, str]]:
     """(package, wheel file name) of every file."""
-    cur.execute("INSERT INTO abis (abi_tag, py_major, py_minor) VALUES ('cp311', 3, 11)")
-    cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, python)"
-                " VALUES ('pi', 'cp311', 'linux_armv7l', '3.11') RETURNING builder_id")
+    cur.execute("INSERT INTO targets (target, abi_tag, platform_tag, py_major, py_minor)"
+                " VALUES ('cp311-linux_armv7l', 'cp311', 'linux_armv7l', 3, 11)")
+    cur.execute("INSERT INTO builders (name, abi_tag, platform_tag, target, python)"
+                " VALUES ('pi', 'cp311', 'linux_armv7l', 'cp311-linux_armv7l', '3.11')"
+                " RETURNING builder_id")
     builder = cur.fetchone()[0]
     cur.execute("INSERT INTO packages (package, display_name)"
                 " SELECT 'pkg' || i, 'pkg' || i FROM generate_series(1, %s) i", (packages,))
     cur.execute("INSERT INTO versions (package, version)"
                 " SELECT 'pkg' || i, v || '.0' FROM generate_series(1, %s) i,"
                 " generate_series(1, 3) v", (packages,))
-    cur.execute("INSERT INTO builds (package, version, abi_tag, builder_id, status, duration)"
-                " SELECT package, version, 'cp311', %s, 'success', 60 + (hashtext(version"
-                " || package) & 511) FROM versions", (builder,))
+    cur.execute("INSERT INTO builds (package, version, target, builder_id, status, duration)"
+                " SELECT package, version, 'cp311-linux_armv7l', %s, 'success',"
+                " 60 + (hashtext(version || package) & 511) FROM versions", (builder,))
     cur.execute("INSERT INTO files (filename, build_id, package, version, python_tag, abi_tag,"
                 " platform_tag, size, sha256) SELECT package || '-' || version ||"
                 " '-cp311-cp311-linux_armv7l.whl', build_id, package, version, 'cp311',"

@@ -67,10 +67,10 @@ class Loops:
         return p
 
     def start(self, registered: Callable[[], bool]) -> None:
-        """The builder first, and the sync loop once it has registered its ABI.
+        """The builder first, and the sync loop once it has registered its target.
 
-        A sync committing while a new ABI registers can miss that ABI's queue
-        rows (docs/operations.md, "A new ABI and a sync at the same moment"); a
+        A sync committing while a new build target registers can miss that
+        target's queue rows (docs/operations.md, "A new ABI and a sync at the same moment"); a
         farm's builders register long before, so the benchmark does the same.
         """
         self.cli("build", "--forever", log="build.log")

@@ -63,10 +63,11 @@ def one_build(cur, builder_id: int, i: int) -> str | None:
     claim = cur.fetchone()
     if claim is None:
         return None
-    build_id, package, version, abi = claim[:4]
+    build_id, package, version, target = claim[:4]
+    abi, plat = target.split("-", 1)
     mod = package.replace("-", "_")
-    files = [{"filename": f"{mod}-{version}-{abi}-{abi}-linux_armv7l.whl", "python_tag": abi,
-              "abi_tag": abi, "platform_tag": "linux_armv7l", "size": 12345,
+    files = [{"filename": f"{mod}-{version}-{abi}-{abi}-{plat}.whl", "python_tag": abi,
+              "abi_tag": abi, "platform_tag": plat, "size": 12345,
               "sha256": "ab" * 32, "requires_python": ">=3.7", "metadata_sha256": "cd" * 32,
               "dependencies": [{"tool": "pip", "dependency": "six"}]}]
     cur.execute("SELECT finish_build(%s, 'success', 1.0, %s, 3, false, %s)",

@@ -1,8 +1,8 @@
 """Rendering cost of the pages: the Jinja2 templates against the f-strings they replaced.
 
 No database: synthetic pages shaped like the index benchmark's farm (5
-versions and 3 ABIs a package; 9 files, more than its 5.6), rendered in one
-process by
+versions and 3 build targets a package, cp311..cp313 on linux_armv7l; 9 files,
+more than its 5.6), rendered in one process by
 
 - the current ``piwheels_build.index.pages`` (templates in ``index/templates/``);
 - the f-string code it replaced, loaded from git (``git show REV:piwheels_build/
@@ -13,7 +13,10 @@ alternately (old, new, old, new, ...), and the fastest round of each is kept;
 the root's per-project line is timed the same way. Before timing, every page
 of both is compared (after mapping the two escapers' spellings of quotes,
 ``&quot;``/``&#34;`` and ``&#x27;``/``&#39;``, to one), including pages full
-of markup in every field: the figures compare equal work.
+of markup in every field: the figures compare equal work. Since migration 0010
+the project page's table has a row per build target ("cp311 linux_armv7l",
+column "target"); the old code, which knew ABIs only, is given each row's
+target as its ``abi`` and its header "ABI" is read as "target".
 
 Figures: microseconds per page, the ratio new/old, and what the difference
 adds to a full write of the index benchmark (940,250 packages with files).
@@ -68,7 +71,8 @@ def _text(rng: random.Random, base: str, hostile: bool) -> str:
 
 
 def synth_package(rng: random.Random, i: int, hostile: bool = False) -> dict[str, Any]:
-    """One package: its simple page's rows and its project page's data."""
+    """One package: its simple page's rows and its project page's data (0010's shape),
+    and the same data in the shape the old code reads (``project_old``)."""
     name = f"package-{i}"
     abis = ["cp311", "cp312", "cp313"]
     now = datetime(2026, 11, 29, tzinfo=UTC)
@@ -109,8 +113,9 @@ def synth_package(rng: random.Random, i: int, hostile: bool = False) -> dict[str
                 "started": None, "finished": None,
                 "log": f"../../logs/{i * 100 + v}.txt" if rng.random() < 0.7 else None}
             note = _text(rng, "retry 2", hostile) if rng.random() < 0.2 else None
-            cells.append({"abi": abi, "status": status, "note": note, "files": [],
-                          "build": build})
+            cells.append({"target": f"{abi}-linux_armv7l", "abi": abi,
+                          "platform": "linux_armv7l", "python": f"3.{abi[3:]}",
+                          "status": status, "note": note, "files": [], "build": build})
         out.append({
             "version": version, "released": "2026-11-29T00:00:00Z",
             "prerelease": rng.random() < 0.1, "yanked": yanked, "yanked_reason": reason,
@@ -119,17 +124,26 @@ def synth_package(rng: random.Random, i: int, hostile: bool = False) -> dict[str
             "skip_note": _text(rng, "by hand", hostile) if hostile else None,
             # The pre-Jinja renderer this compares against has no per-version line.
             "requires_python": None, "requires_python_invalid": False,
-            "abis": cells, "files": vfiles})
+            "targets": cells, "files": vfiles})
     files.sort(key=lambda f: (datamod.version_key(f.version), f.filename))
     project = {"name": name, "display_name": _text(rng, name.title(), hostile),
                "skip_reason": _text(rng, "admin", hostile) if hostile else None,
-               "deleted": hostile, "abis": abis, "versions": out}
-    return {"name": name, "files": files, "versions": versions, "project": project}
+               "deleted": hostile, "targets": [f"{a}-linux_armv7l" for a in abis],
+               "versions": out}
+    # Before 0010: "abis", and a row named by its ABI alone (here: the target, as 0010's
+    # page shows it, "cp311 linux_armv7l").
+    project_old = dict(project, abis=abis, versions=[
+        dict(v, abis=[dict(c, abi=f"{c['abi']} {c['platform']}") for c in v["targets"]])
+        for v in out])
+    return {"name": name, "files": files, "versions": versions, "project": project,
+            "project_old": project_old}
 
 
 def same(old_html: str, new_html: str) -> bool:
-    """Equal once both escapers spell quotes the same way."""
+    """Equal once both escapers spell quotes the same way (and the old table's "ABI"
+    column is read as 0010's "target")."""
     norm = old_html.replace("&quot;", "&#34;").replace("&#x27;", "&#39;")
+    norm = norm.replace("<thead><tr><th>ABI</th>", "<thead><tr><th>target</th>")
     return norm == new_html
 
 
@@ -139,7 +153,7 @@ def check_equal(old: types.ModuleType, packages: list[dict[str, Any]]) -> int:
     for p in packages:
         pairs = [(old.simple_html(p["name"], p["files"], p["versions"]),
                   new.simple_html(p["name"], p["files"], p["versions"])),
-                 (old.project_html(p["project"]), new.project_html(p["project"]))]
+                 (old.project_html(p["project_old"]), new.project_html(p["project"]))]
         for a, b in pairs:
             if not same(a, b):
                 raise SystemExit(f"pages differ for {p['name']}:\n--- old\n{a}\n--- new\n{b}")
@@ -158,13 +172,13 @@ def _root_link_old(name: str) -> str:  # writer.py's line before the templates
     return f'<a href="{escape(quote(name))}/">{escape(name)}</a><br>\n'
 
 
-def time_round(mod: Any, packages: list[dict[str, Any]]) -> tuple[float, float]:
+def time_round(mod: Any, packages: list[dict[str, Any]], key: str) -> tuple[float, float]:
     t0 = time.perf_counter()
     for p in packages:
         mod.simple_html(p["name"], p["files"], p["versions"])
     t1 = time.perf_counter()
     for p in packages:
-        mod.project_html(p["project"])
+        mod.project_html(p[key])
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
 
@@ -199,8 +213,8 @@ def main() -> None:
 
     best = {"old": [float("inf")] * 2, "new": [float("inf")] * 2}
     for _ in range(rounds):
-        for label, mod in (("old", old), ("new", new)):
-            got = time_round(mod, packages)
+        for label, mod, key in (("old", old, "project_old"), ("new", new, "project")):
+            got = time_round(mod, packages, key)
             best[label] = [min(a, b) for a, b in zip(best[label], got, strict=True)]
     names = [f"package-name-{i}" for i in range(n * 10)]
     root = {"old": float("inf"), "new": float("inf")}

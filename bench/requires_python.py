@@ -1,6 +1,7 @@
 """Requires-Python at scale (migration 0008): the one-shot fill, the queue with the rule on.
 
-The synthetic farm of bench/_synth.py (5 ABIs, cp37 primary), migrated with every
+The synthetic farm of bench/_synth.py (its default layout: five build targets, cp37..cp313
+on linux_armv7l, cp37-linux_armv7l primary), migrated with every
 version unevaluated (``python_excluded`` NULL, as a database upgraded to 0008 has it),
 its sdists given a Requires-Python by a hash of the file name: 35% ``>=3.8``, 15%
 ``>=3.9``, 10% ``>=3.10``, 5% ``>=3.7,<3.12``, 1% invalid (``>=3.6.*``), the rest none.
@@ -8,11 +9,14 @@ Then:
 
 - ``refresh_queue()`` over everything, no mask yet (the queue as before 0008), then, in
   the same run and on the same data, a no-op full refresh and ``refresh_queue(package,
-  version)`` with 0008's ``wanted_builds`` and with 0004's (the view before 0008),
-  alternated: the cost of the new rule where it changes nothing;
+  version)`` with the current ``wanted_builds`` (0010's, per target, with 0008's rule) and
+  with the same view without the rule (0010's text with its two Requires-Python tests
+  taken out: the primary is the first active target, no target is excluded, 0004's rule
+  per target), alternated: the cost of the rule where it changes nothing. (Before 0010
+  this compared 0008's view with 0004's; those views read the ABI tables 0010 dropped.)
 - the fill as the next sync run does it (``sync/backfill.py``: batches of 5,000, masks
   computed in Python, ``fill_requires_python`` refreshing the versions that now exclude
-  an active ABI): versions per second, queue rows before and after;
+  an active target's Python): versions per second, queue rows before and after;
 - a no-op ``refresh_queue()`` over everything with the masks in place;
 - ``refresh_queue(package, version)`` and claim + finish latency, with the rule on;
 - EXPLAIN (ANALYZE, BUFFERS) of the claim query and of ``wanted_builds`` for one version.
@@ -45,24 +49,45 @@ FROM (SELECT filename AS fn, (bench_h(hashtext(filename)::bigint & 2147483647) %
       FROM upstream_files WHERE kind = 'sdist') h
 WHERE filename = h.fn
 """
+PER_TARGET = """
+SELECT t.target, count(q.target) FROM targets t LEFT JOIN queue q ON q.target = t.target
+GROUP BY t.target, t.py_major, t.py_minor, t.platform_tag
+ORDER BY t.py_major, t.py_minor, t.platform_tag
+"""
 
 
-def use_view(cur, migration: int) -> None:
-    """``wanted_builds`` as migration 0004 or 0008 wrote it (the same columns)."""
-    sql = next(text for n, _, text in db.migrations() if n == migration)
-    view = sql[sql.index("CREATE OR REPLACE VIEW wanted_builds"):]
-    cur.execute(view[:view.index(";\n") + 1])
+# 0010's view without the Requires-Python rule: (text in 0010, its replacement).
+NO_RULE = (
+    ("  AND NOT python_excludes(v.python_excluded, a.py_major, a.py_minor)\n", ""),
+    ("(NOT a.lower_other AND a.lower_bits & ~coalesce(v.python_excluded, 0) = 0)",
+     "(NOT a.lower_other AND a.lower_bits = 0)"),  # the first active target
+)
+
+
+def use_view(cur, rule: bool) -> None:
+    """``wanted_builds`` as migration 0010 wrote it, or without its Requires-Python rule
+    (the same columns)."""
+    sql = next(text for n, _, text in db.migrations() if n == 10)
+    view = sql[sql.index("CREATE VIEW wanted_builds"):]
+    view = view[:view.index(";\n") + 1].replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1)
+    if not rule:
+        for old, new in NO_RULE:
+            if old not in view:
+                raise SystemExit(f"0010's wanted_builds: {old!r} not found")
+            view = view.replace(old, new)
+    cur.execute(view)
 
 
 def compare_views(cur, report: Report, pv: list[tuple[str, str]], rounds: int) -> None:
-    """No-op full refresh and per-version refresh with 0008's and 0004's view, alternated
-    (masks all NULL: both must leave the queue as it is)."""
-    full: dict[int, list[float]] = {8: [], 4: []}
-    per_version: dict[int, list[float]] = {8: [], 4: []}
+    """No-op full refresh and per-version refresh with 0010's view and with the same view
+    without the Requires-Python rule, alternated (masks all NULL: both must leave the
+    queue as it is)."""
+    full: dict[str, list[float]] = {"rule": [], "norule": []}
+    per_version: dict[str, list[float]] = {"rule": [], "norule": []}
     changed = 0
     for _ in range(rounds):
-        for m in (8, 4):
-            use_view(cur, m)
+        for m in ("rule", "norule"):
+            use_view(cur, m == "rule")
             with timed() as t:
                 cur.execute("SELECT refresh_queue()")
                 changed += cur.fetchone()[0]
@@ -71,15 +96,16 @@ def compare_views(cur, report: Report, pv: list[tuple[str, str]], rounds: int) -
                 with timed() as t:
                     cur.execute("SELECT refresh_queue(%s, %s)", (p, v))
                 per_version[m].append(t[0])
-    use_view(cur, 8)
-    for m in (8, 4):
-        report.add(f"view_{m:04d}_refresh_full_noop_s", [round(x, 2) for x in full[m]], "s")
-        report.add(f"view_{m:04d}_refresh_version", summary_ms(per_version[m]))
-    report.add("ratio_refresh_full_noop_0008_to_0004",
-               round(sum(full[8]) / max(sum(full[4]), 1e-6), 3))
+    use_view(cur, True)
+    for m in ("rule", "norule"):
+        report.add(f"view_{m}_refresh_full_noop_s", [round(x, 2) for x in full[m]], "s")
+        report.add(f"view_{m}_refresh_version", summary_ms(per_version[m]))
+    report.add("ratio_refresh_full_noop_rule_to_norule",
+               round(sum(full["rule"]) / max(sum(full["norule"]), 1e-6), 3))
     report.add("views_rows_changed", changed)
     if changed:
-        report.note("0004's and 0008's wanted_builds disagree with no masks set")
+        report.note("wanted_builds with and without the Requires-Python rule disagree"
+                    " with no masks set")
 
 
 def main() -> None:
@@ -115,8 +141,8 @@ def main() -> None:
             before = cur.fetchone()[0]
         report.add("refresh_full_no_masks_s", round(t[0], 2), "s")
         report.add("queue_rows_no_masks", before)
-        cur.execute("SELECT abi_tag, count(*) FROM queue GROUP BY 1 ORDER BY 1")
-        report.add("queue_per_abi_no_masks", dict(cur.fetchall()))
+        cur.execute(PER_TARGET)
+        report.add("queue_per_target_no_masks", dict(cur.fetchall()))
         cur.execute("VACUUM ANALYZE queue")
         cur.execute("SELECT package, version FROM versions TABLESAMPLE SYSTEM (2)"
                     " LIMIT %s", (n_refresh,))
@@ -140,8 +166,8 @@ def main() -> None:
         cur.execute("VACUUM ANALYZE queue")
         cur.execute("SELECT count(*) FROM queue")
         report.add("queue_rows_after_fill", cur.fetchone()[0])
-        cur.execute("SELECT abi_tag, count(*) FROM queue GROUP BY 1 ORDER BY 1")
-        report.add("queue_per_abi_after_fill", dict(cur.fetchall()))
+        cur.execute(PER_TARGET)
+        report.add("queue_per_target_after_fill", dict(cur.fetchall()))
         cur.execute("SELECT farm_stats(false)->'not_for_python'")
         report.add("not_for_python", cur.fetchone()[0])
 
@@ -161,9 +187,9 @@ def main() -> None:
             lat.append(t[0])
         report.add("refresh_version", summary_ms(lat))
         builders = []
-        for abi, *_ in _synth.ABIS:
-            cur.execute("SELECT register_builder(%s, %s, 'linux_armv7l', '3', 'bench')",
-                        ("bench", abi))
+        for t in _synth.TARGETS:
+            cur.execute("SELECT register_builder(%s, %s, %s, '3', 'bench')",
+                        ("bench", t.abi, t.platform))
             builders.append(cur.fetchone()[0])
         claim_lat, finish_lat = [], []
         for i in range(n_claims):
@@ -184,9 +210,10 @@ def main() -> None:
         report.add("finish", summary_ms(finish_lat))
 
         plans = {}
+        first, last = _synth.TARGETS[0].name, _synth.TARGETS[-1].name
         for title, sql, params in (
-            ("claim query (cp313, deepest queue)", CLAIM_SQL, ("cp313",)),
-            ("claim query (cp37, primary)", CLAIM_SQL, ("cp37",)),
+            (f"claim query ({last}, deepest queue)", CLAIM_SQL, (last,)),
+            (f"claim query ({first}, primary)", CLAIM_SQL, (first,)),
             ("wanted_builds for one version",
              "SELECT * FROM wanted_builds WHERE package = %s AND version = %s", pv[0]),
         ):

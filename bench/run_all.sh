@@ -10,7 +10,7 @@ ARGS=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do ARGS+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 NAMES=("$@")
-[ ${#NAMES[@]} -eq 0 ] && NAMES=(queue_scale requires_python dispatch builds serving sync_scale freshness pages index_scale downloads)
+[ ${#NAMES[@]} -eq 0 ] && NAMES=(queue_scale requires_python dispatch builds build_steps serving sync_scale freshness pages index_scale downloads)
 mkdir -p .cache/bench/logs .cache/bench/results
 for name in "${NAMES[@]}"; do
     echo "run_all: $name $(date -u +%H:%M:%S)"

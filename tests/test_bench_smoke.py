@@ -20,8 +20,8 @@ BENCH = ROOT / "bench"
 # bench script -> figures its --quick run must print
 EXPECTED = {
     "queue_scale.py": ["refresh_full_initial_s", "refresh_package", "next_100k_from_queue",
-                       "claim", "finish", "plans", "before_0004_refresh_full_noop_s",
-                       "speedup_refresh_over_0002"],
+                       "queue_per_target", "claim", "finish", "plans",
+                       "claim_is_index_probe"],
     "dispatch.py": ["builds_per_s", "pgbench_tps", "ratio_builds_to_pgbench",
                     "before_0004_builds_per_s"],
     "index_scale.py": ["full_s", "full_peak_rss_mib", "incremental", "collect_stats",
@@ -33,7 +33,7 @@ EXPECTED = {
                       "incremental_changelog_peak_rss_mib", "changelog_run_root_requests",
                       "ratio_changelog_to_full_list_incremental"],
     "freshness.py": ["median_installable_s", "median_sync_s", "median_queue_wait_s"],
-    "requires_python.py": ["fill_versions_per_s", "ratio_refresh_full_noop_0008_to_0004",
+    "requires_python.py": ["fill_versions_per_s", "ratio_refresh_full_noop_rule_to_norule",
                            "refresh_full_noop_with_masks_rows", "claim", "plans"],
     "downloads.py": ["first_read_lines_per_s", "rerun_nothing_new_ms",
                      "service_poll_nothing_new_median_ms", "batch_1000_counts_ms",
@@ -59,12 +59,36 @@ def test_bench_quick(script: str, tmp_path: Path) -> None:
         assert key in data["figures"], (key, sorted(data["figures"]))
         assert f"figure: {key} = " in proc.stdout
     if script == "queue_scale.py":
-        # 0002's and 0004's wanted_builds must agree: the old view's refresh changes nothing.
-        assert data["figures"]["before_0004_refresh_rows_added"] == 0
-        assert data["figures"]["before_0004_refresh_rows_removed"] == 0
+        # The claim is one index scan on queue_next; a no-op refresh changes nothing.
+        assert data["figures"]["claim_is_index_probe"] is True
+        assert data["figures"]["refresh_full_noop_rows"] == 0
     if script == "requires_python.py":
-        # 0004's and 0008's views agree with no mask set; the fill leaves the queue in line.
+        # 0010's view with and without the Requires-Python rule agree with no mask set;
+        # the fill leaves the queue in line.
         assert data["figures"]["views_rows_changed"] == 0
         assert data["figures"]["refresh_full_noop_with_masks_rows"] == 0
     # The throwaway cluster is gone: no temporary directory left behind.
+    assert "kept /" not in proc.stdout
+
+
+def test_queue_scale_compare_quick(tmp_path: Path) -> None:
+    """--compare: both target layouts in one run, the claim an index probe in each."""
+    out_json = tmp_path / "figures.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "queue_scale.py"), "--quick",
+                           "--compare", "--json", str(out_json)], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    f = json.loads(out_json.read_text())["figures"]
+    for layout, n in (("abis", 5), ("targets", 6)):
+        assert len(f[f"{layout}_targets"]) == n
+        assert len(f[f"{layout}_queue_per_target"]) == n
+        assert f[f"{layout}_claim_is_index_probe"] is True
+        assert f[f"{layout}_refresh_full_noop_rows"] == 0
+        assert f[f"{layout}_claim"]["n"] > 0
+    # With three platforms abi3 covers one: more is queued per version.
+    assert f["targets_queue_rows_per_version"] > f["abis_queue_rows_per_version"]
+    for key in ("ratio_claim_p50_targets_to_abis", "ratio_claim_p99_targets_to_abis",
+                "claim_requirement_met"):
+        assert key in f, key
     assert "kept /" not in proc.stdout
